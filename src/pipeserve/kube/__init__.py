@@ -1,0 +1,1 @@
+"""Kubernetes manifests (pure builders) and the one cluster client."""

@@ -1,0 +1,1 @@
+"""The v2 inference server: HTTP/gRPC -> data plane -> model backends."""
