@@ -74,21 +74,32 @@ def test_package_writes_a_verified_repository(steps):
     assert packaged.metadata["model_name"] == "iris" and len(packaged.metadata["onnx_sha256"]) == 64
 
 
-@pytest.mark.parametrize(("uri", "expected"), [
-    ("minio://mlpipeline/v2/artifacts/run/package/packaged_model", "s3://mlpipeline/v2/artifacts/run/package/packaged_model"),
-    ("gs://bucket/x", "gs://bucket/x"),
-])
-def test_emit_rewrites_minio_and_validates(steps, tmp_path, uri, expected):
+@pytest.mark.parametrize("storage_uri", ["", "s3://models/iris/"])
+def test_emit_writes_a_valid_inference_service(steps, tmp_path, storage_uri):
     from pipeserve.kube.schema import validate
 
     packaged = steps["packaged"]
-    packaged.uri = uri
-    packaged.path = str(tmp_path / "packaged")  # Artifact.path follows uri; point it back at the files
     manifest = _artifact(dsl.Artifact, tmp_path, "isvc.yaml")
     got = emit_inference_service.python_func(packaged_model=packaged, model_name="iris", manifest=manifest,
-                                             target="triton-cpu", namespace="models", min_replicas=1, max_replicas=2)
+                                             target="triton-cpu", namespace="models", min_replicas=1,
+                                             max_replicas=2, storage_uri=storage_uri)
+    expected = storage_uri or Path(packaged.path).as_uri()
     assert got == expected
     doc = yaml.safe_load(Path(manifest.path).read_text())
     assert doc["spec"]["predictor"]["model"]["storageUri"] == expected
     assert doc["metadata"]["namespace"] == "models"
+    assert doc["spec"]["predictor"]["model"]["runtime"] == "kserve-tritonserver"
     assert validate(doc) == []
+    assert manifest.metadata["storageUri"] == expected
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    ("minio://mlpipeline/v2/artifacts/p/run/package/packaged_model", "s3://mlpipeline/v2/artifacts/p/run/package/packaged_model"),
+    ("gs://bucket/x", "gs://bucket/x"),
+    ("s3://bucket/x", "s3://bucket/x"),
+    ("/tmp/kfp/run/packaged_model", "file:///tmp/kfp/run/packaged_model"),
+])
+def test_storage_uri_for_kfp_artifacts(uri, expected):
+    from pipeserve.storage import storage_uri_for
+
+    assert storage_uri_for(uri) == expected
