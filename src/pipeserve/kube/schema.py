@@ -41,6 +41,52 @@ KSERVE_KINDS = {
     ("serving.kserve.io/v1alpha1", "ServingRuntime"): "V1alpha1ServingRuntime",
     ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"): "V1alpha1ClusterServingRuntime",
 }
+# Kubeflow Pipelines' Pipeline/PipelineVersion CRDs (kubeflow/pipelines
+# manifests/kustomize/base/crds, v2beta1), closed like the KServe ones. Pipeline.spec.displayName
+# is written by the kfp 2.17 SDK's kubernetes_manifest_format and accepted by KFP >= 2.5.
+# pipelineSpec/platformSpec are preserve-unknown-fields in the CRD; they are checked by parsing
+# them into the KFP protobuf messages instead.
+KFP_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Pipeline": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"displayName": {"type": "string"}, "description": {"type": "string"}},
+            },
+        },
+    },
+    "PipelineVersion": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["pipelineSpec"],
+                "properties": {
+                    "codeSourceURL": {"type": "string"},
+                    "description": {"type": "string"},
+                    "displayName": {"type": "string"},
+                    "pipelineName": {"type": "string"},
+                    "pipelineSpec": {"type": "object"},
+                    "pipelineSpecURI": {"type": "string"},
+                    "platformSpec": {"type": "object"},
+                },
+            },
+        },
+    },
+}
 DEPLOYMENT_MODES = ("Standard", "Knative", "ModelMesh")
 LEGACY_MODES = {"RawDeployment": "Standard", "Serverless": "Knative"}
 AUTOSCALER_CLASSES = ("hpa", "keda", "external", "none")
@@ -123,6 +169,8 @@ def validate(doc: Mapping[str, Any]) -> list[str]:
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind, str):
         return ["<document>: apiVersion and kind must both be set to strings"]
+    if api_version == "pipelines.kubeflow.org/v2beta1" and kind in KFP_SCHEMAS:
+        return _dedupe(_kfp_errors(doc, kind))
     sdk_model = KSERVE_KINDS.get((api_version, kind))
     if sdk_model is None:
         if api_version.startswith("serving.kserve.io/"):
@@ -191,6 +239,27 @@ def _unexpected(err: Any) -> list[str]:
     instance = err.instance if isinstance(err.instance, Mapping) else {}
     allowed = set(err.schema.get("properties", {}))
     return [k for k in instance if k not in allowed]
+
+
+def _kfp_errors(doc: Mapping[str, Any], kind: str) -> list[str]:
+    import jsonschema
+
+    schema = dict(KFP_SCHEMAS[kind])
+    schema["properties"] = dict(schema["properties"], metadata=OBJECT_META_SCHEMA)
+    validator = jsonschema.Draft7Validator(schema)
+    out = [f"{_path(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
+    spec = doc.get("spec") if isinstance(doc.get("spec"), Mapping) else {}
+    if kind == "PipelineVersion":
+        from google.protobuf import json_format
+        from kfp.pipeline_spec import pipeline_spec_pb2
+
+        for key, message in (("pipelineSpec", pipeline_spec_pb2.PipelineSpec), ("platformSpec", pipeline_spec_pb2.PlatformSpec)):
+            if isinstance(spec.get(key), Mapping):
+                try:
+                    json_format.ParseDict(spec[key], message())
+                except json_format.ParseError as exc:
+                    out.append(f"spec.{key}: not a valid KFP {message.__name__}: {exc}")
+    return out
 
 
 # ---- layer 2: kserve / kubernetes SDK models ---------------------------------------------------
