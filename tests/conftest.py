@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny real models packaged once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeserve.workflow import FitResult, fit_and_package
+
+
+@pytest.fixture(scope="session")
+def iris_fit(tmp_path_factory: pytest.TempPathFactory) -> FitResult:
+    """LogisticRegression on iris, packaged as <repo>/iris/ (INT64 labels, 3 classes)."""
+    return fit_and_package("iris", tmp_path_factory.mktemp("iris-repo"), name="iris")
+
+
+@pytest.fixture(scope="session")
+def iris_repo(iris_fit: FitResult) -> Path:
+    """A model repository holding iris/ (do not modify: shared by the whole session)."""
+    return iris_fit.model_dir.parent
+
+
+@pytest.fixture(scope="session")
+def iris_split(iris_fit: FitResult) -> tuple[np.ndarray, np.ndarray]:
+    """(X_test float32, y_test) of the split the iris model was evaluated on."""
+    return iris_fit.split.X_test, iris_fit.split.y_test
+
+
+@pytest.fixture(scope="session")
+def diabetes_fit(tmp_path_factory: pytest.TempPathFactory) -> FitResult:
+    """Ridge on diabetes, packaged as <repo>/diabetes/ (output "prediction" FP32 [-1])."""
+    return fit_and_package("diabetes", tmp_path_factory.mktemp("diabetes-repo"), name="diabetes")
+
+
+@pytest.fixture(scope="session")
+def diabetes_repo(diabetes_fit: FitResult) -> Path:
+    """A model repository holding diabetes/ (do not modify)."""
+    return diabetes_fit.model_dir.parent
