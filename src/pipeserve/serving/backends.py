@@ -13,33 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from pipeserve.errors import ConfigError, IntegrityError
+from pipeserve.errors import ConfigError
 from pipeserve.modelcard import ONNX_FILE, SKOPS_FILE, ModelCard
-
-#: Types skops does not trust by default that we accept in a model.skops. Fixed on purpose:
-#: anything else (a function, an arbitrary class) is refused, so a model file cannot run code.
-SKOPS_ALLOWED_TYPES = frozenset(
-    {
-        "numpy.dtype",
-        "sklearn.tree._tree.Tree",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-        "sklearn._loss.loss.HalfBinomialLoss",
-        "sklearn._loss.loss.HalfMultinomialLoss",
-        "sklearn._loss.loss.HalfSquaredError",
-        "sklearn._loss.link.IdentityLink",
-        "sklearn._loss.link.LogitLink",
-        "sklearn._loss.link.MultinomialLogit",
-        "sklearn._loss._loss.CyHalfBinomialLoss",
-        "sklearn._loss._loss.CyHalfMultinomialLoss",
-        "sklearn._loss._loss.CyHalfSquaredError",
-    }
-)
-
-
-class UntrustedModelError(IntegrityError):
-    """A model.skops holds types outside the allow-list; it is refused rather than loaded."""
-
 
 class Backend(Protocol):
     """What the data plane calls: ``run(x, names) -> arrays`` in the order of ``names``."""
@@ -88,7 +63,7 @@ class OnnxBackend:
 
 
 class SklearnBackend:
-    """A fitted scikit-learn estimator from model.skops, loaded with an explicit type allow-list.
+    """A fitted scikit-learn estimator from model.skops, loaded with an explicit type allow-list (never pickle).
 
     Args:
         path: The model.skops file.
@@ -98,16 +73,11 @@ class SklearnBackend:
     platform = "sklearn_skops"
 
     def __init__(self, path: Path, card: ModelCard) -> None:
-        import skops.io as sio
+        # One allow-list for the whole project: skops' defaults plus packaging.TRUSTED_SKOPS_TYPES;
+        # anything else raises IntegrityError and the server refuses to start.
+        from pipeserve.packaging import load_estimator
 
-        untrusted = sio.get_untrusted_types(file=path)
-        refused = sorted(set(untrusted) - SKOPS_ALLOWED_TYPES)
-        if refused:
-            raise UntrustedModelError(
-                f"{path} contains types outside pipeserve's allow-list: {', '.join(refused)}. "
-                "Refusing to load it; only scikit-learn estimators and numpy types are served."
-            )
-        self._estimator = sio.load(path, trusted=list(untrusted))
+        self._estimator = load_estimator(path)
         self._dtypes = {o.name: o.datatype for o in card.outputs}
         self._task = card.task
 

@@ -104,7 +104,8 @@ class ServedModel:
         self.output_specs = {o.name: o for o in card.outputs}
         self.default_outputs = [RequestedOutput(o.name) for o in card.outputs]
         est_class = str(card.estimator.get("class", "")).rsplit(".", 1)[-1]
-        self.allow_nan = est_class in NAN_TOLERANT_ESTIMATORS
+        # The card says whether the estimator takes NaN; older cards: known NaN-tolerant classes.
+        self.allow_nan = bool(card.estimator.get("accepts_nan", est_class in NAN_TOLERANT_ESTIMATORS))
         self.accepted_datatypes = ACCEPTED_DATATYPES.get(self.input.datatype, (self.input.datatype,))
         lineage: dict[str, Any] = {
             "task": card.task,
@@ -141,7 +142,7 @@ def load_model(model_dir: Path, name: str | None, backend: str, intra_op_threads
 
     Raises:
         IntegrityError: A file does not match the card (nothing is loaded).
-        UntrustedModelError: model.skops holds a type outside the allow-list.
+        IntegrityError: model.skops holds a type outside the allow-list (sklearn backend).
     """
     start = time.perf_counter()
     card = read_card(model_dir)
