@@ -24,7 +24,7 @@ test: $(VENV)/.installed $(TOOLS_BIN)/.installed ## Run the test suite (no clust
 	PATH="$(TOOLS_BIN):$$PATH" $(BIN)/python -m pytest
 
 compile: $(VENV)/.installed ## Compile the pipeline to pipelines/train_and_serve.yaml (upload it in the KFP UI).
-	$(BIN)/pipeserve compile
+	$(BIN)/pipeserve compile --output pipelines/train_and_serve.yaml --kubernetes-manifest manifests/pipeline/pipeline.yaml
 
 ##@ Serving and delivery
 

@@ -108,7 +108,7 @@ def model_card_markdown(name: str, task: str, estimator: dict[str, Any], data: d
         "",
         f"- **Task:** {task}",
         f"- **Estimator:** `{estimator['class']}` ({estimator['name']})",
-        f"- **Data:** {data.get('source')} — {data.get('rows')} rows, "
+        f"- **Data:** {data.get('source')} — {int(data.get('rows', 0))} rows, "
         f"target `{data.get('target')}`, fingerprint `{data.get('fingerprint', '')[:19]}…`",
         "",
         "## Metrics (test split)",

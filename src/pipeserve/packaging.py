@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeserve.data import CLASSIFICATION
-from pipeserve.errors import ConfigError, ParityError
+from pipeserve.errors import ConfigError, IntegrityError, ParityError
 from pipeserve.modelcard import (
     ONNX_FILE,
     SKOPS_FILE,
@@ -40,6 +40,12 @@ PROBA_ATOL = 1e-4
 REGRESSION_RTOL = 1e-4
 REGRESSION_ATOL = 1e-4
 _LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "skops", "numpy", "pipeserve")
+# Types skops does not trust by default but our catalogue's estimators need. Anything else in a
+# skops file is refused: loading is then as safe as skops' own default set.
+TRUSTED_SKOPS_TYPES = frozenset({
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+})
 _TRITON_TYPES = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "BYTES": "TYPE_STRING"}
 
 
@@ -48,7 +54,7 @@ class PackageRequest:
     """What to package and how.
 
     Args:
-        name: Model name: the Triton folder, the v2 model name (DNS-1123-ish: [a-z0-9-_]).
+        name: Model name: the Triton folder, the v2 model name, the InferenceService name (DNS-1035).
         version: Version folder name (a positive integer, as Triton requires).
         task: ``classification`` or ``regression``.
         estimator: The model card's estimator entry (see training.describe).
@@ -74,10 +80,12 @@ class PackageRequest:
 def _check_request(req: PackageRequest) -> None:
     import re
 
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9_]*[a-z0-9])?", req.name) or len(req.name) > 63:
+    # A DNS-1035 label: the name becomes a folder, a URL path and the InferenceService name.
+    if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", req.name) or len(req.name) > 63:
         raise ConfigError(
-            f"Model name {req.name!r} is not valid: use 1-63 lowercase letters, digits, '-' or '_', "
-            "starting and ending with a letter or digit (it becomes a folder and a URL path)."
+            f"Model name {req.name!r} is not valid: use 1-63 lowercase letters, digits or '-', starting "
+            "with a letter and ending with a letter or digit (it becomes a folder, a URL path and the "
+            "InferenceService name)."
         )
     if not req.version.isdigit() or int(req.version) < 1:
         raise ConfigError(f"Model version must be a positive integer (a Triton version folder); got {req.version!r}.")
@@ -273,6 +281,24 @@ def package_model(model: Any, X_test: np.ndarray, request: PackageRequest, repos
             final.rename(backup)
         staging.rename(final)
     return card
+
+
+def load_estimator(path: str | Path) -> Any:
+    """Load a skops file, trusting skops' defaults plus TRUSTED_SKOPS_TYPES only (never pickle).
+
+    Raises:
+        IntegrityError: The file holds a type outside the allow-list.
+    """
+    import skops.io
+
+    untrusted = set(skops.io.get_untrusted_types(file=path))
+    refused = sorted(untrusted - TRUSTED_SKOPS_TYPES)
+    if refused:
+        raise IntegrityError(
+            f"{path} contains types pipeserve does not trust: {', '.join(refused)}. Only the estimators "
+            "of the pipeserve catalogue are loaded; re-package the model with `pipeserve run`."
+        )
+    return skops.io.load(path, trusted=sorted(untrusted))
 
 
 def copy_repository(src: str | Path, dst: str | Path) -> Path:

@@ -1,0 +1,54 @@
+"""Component: metrics, confusion matrix and ROC for the KFP UI, and a Markdown model card."""
+
+
+from kfp import dsl
+from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+
+from pipeserve.components._runtime import BASE_IMAGE, MODEL_PACKAGES, embedded_package_root
+
+
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=MODEL_PACKAGES,
+               embedded_artifact_path=embedded_package_root())
+def evaluate(
+    model: Input[Model],
+    train_data: Input[Dataset],
+    test_data: Input[Dataset],
+    metrics: Output[Metrics],
+    classification_metrics: Output[ClassificationMetrics],
+    model_card: Output[Markdown],
+    model_name: str = "model",
+) -> str:
+    """Evaluate the model on the held-out split.
+
+    Args:
+        model: Fitted estimator from train.
+        train_data: Training table (carries the data lineage in its metadata).
+        test_data: Held-out table from load_data.
+        metrics: Scalar metrics (KFP UI: metrics table, run comparison).
+        classification_metrics: Confusion matrix and ROC curve (classification only).
+        model_card: Markdown summary (KFP UI: Markdown viewer).
+        model_name: Model name shown in the Markdown summary.
+
+    Returns:
+        The scalar metrics as a JSON object.
+    """
+    import json
+
+    from pipeserve import data, evaluation, training
+    from pipeserve.packaging import load_estimator
+
+    task, target = test_data.metadata["task"], test_data.metadata["target"]
+    fitted = load_estimator(model.path)
+    X, y, _ = data.read_split_frame(test_data.path, target)
+    result = evaluation.evaluate(fitted, X, y, task)
+    for key, value in result.metrics.items():
+        metrics.log_metric(key, value)
+    if result.confusion_matrix:
+        classification_metrics.log_confusion_matrix([str(c) for c in result.labels], result.confusion_matrix)
+        for point in result.roc:
+            classification_metrics.log_roc_data_point(point["fpr"], point["tpr"], point["threshold"])
+    estimator = training.describe(model.metadata["name"], fitted)
+    with open(model_card.path, "w") as fh:
+        fh.write(evaluation.model_card_markdown(
+            model_name, task, estimator, dict(train_data.metadata["lineage"]), result))
+    return json.dumps(result.metrics, sort_keys=True)

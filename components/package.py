@@ -1,0 +1,64 @@
+"""Component: package the model as ONNX (Triton layout) + skops + model card, after a parity check."""
+
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from pipeserve.components._runtime import BASE_IMAGE, PACKAGE_PACKAGES, embedded_package_root
+
+
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=PACKAGE_PACKAGES,
+               embedded_artifact_path=embedded_package_root())
+def package(
+    model: Input[Model],
+    train_data: Input[Dataset],
+    test_data: Input[Dataset],
+    metrics_json: str,
+    model_name: str,
+    packaged_model: Output[Model],
+    model_version: str = "1",
+    triton_max_batch_size: int = 0,
+    pipeline_run: str = "",
+    source_revision: str = "",
+):
+    """Convert to ONNX, check parity with scikit-learn, and write a Triton model repository.
+
+    The output folder is the repository: ``<model_name>/config.pbtxt``, ``<model_name>/model-card.json``,
+    ``<model_name>/<version>/model.onnx`` and ``model.skops``. Point a KServe ``storageUri`` at it.
+
+    Args:
+        model: Fitted estimator from train.
+        train_data: Training table (carries the data lineage).
+        test_data: Held-out table; ONNX and scikit-learn must agree on it.
+        metrics_json: Metrics from evaluate, recorded in the model card.
+        model_name: Model name (the Triton folder and the v2 model name).
+        packaged_model: The model repository folder.
+        model_version: Model version (positive integer, the Triton version folder).
+        triton_max_batch_size: Triton max_batch_size; 0 disables Triton's batching.
+        pipeline_run: Pipeline run id, recorded as lineage.
+        source_revision: Source revision (e.g. git SHA), recorded as lineage.
+    """
+    import json
+
+    from pipeserve import data, packaging, training
+
+    task, target = test_data.metadata["task"], test_data.metadata["target"]
+    fitted = packaging.load_estimator(model.path)
+    X_test, _, features = data.read_split_frame(test_data.path, target)
+    lineage = {k: v for k, v in {"pipeline_run": pipeline_run, "source_revision": source_revision}.items() if v}
+    request = packaging.PackageRequest(
+        name=model_name,
+        version=model_version,
+        task=task,
+        estimator=training.describe(model.metadata["name"], fitted),
+        metrics=json.loads(metrics_json),
+        feature_names=features,
+        data=dict(train_data.metadata["lineage"]),
+        lineage=lineage,
+        max_batch_size=triton_max_batch_size,
+    )
+    card = packaging.package_model(fitted, X_test, request, packaged_model.path)
+    packaged_model.metadata.update({
+        "framework": "onnx", "model_name": card.name, "model_version": card.version,
+        "onnx_sha256": card.files[f"{card.version}/model.onnx"], **card.metrics,
+    })

@@ -1,0 +1,43 @@
+"""Component: fit a catalogue estimator."""
+
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from pipeserve.components._runtime import BASE_IMAGE, MODEL_PACKAGES, embedded_package_root
+
+
+@dsl.component(base_image=BASE_IMAGE, packages_to_install=MODEL_PACKAGES,
+               embedded_artifact_path=embedded_package_root())
+def train(
+    train_data: Input[Dataset],
+    model: Output[Model],
+    estimator: str = "",
+    params_json: str = "{}",
+):
+    """Fit a scikit-learn estimator from the pipeserve catalogue and save it in skops format.
+
+    Args:
+        train_data: Training table from load_data.
+        model: The fitted estimator (a skops file; never pickle).
+        estimator: Catalogue name (logistic_regression, random_forest, hist_gradient_boosting;
+            ridge for regression); empty for the task's default.
+        params_json: Hyperparameters as a JSON object, checked against the estimator.
+    """
+    import json
+
+    import skops.io
+
+    from pipeserve import data, training
+    from pipeserve.errors import ConfigError
+
+    try:
+        params = json.loads(params_json or "{}")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"params_json must be a JSON object, got {params_json!r}: {exc}") from exc
+    task, target = train_data.metadata["task"], train_data.metadata["target"]
+    X, y, _ = data.read_split_frame(train_data.path, target)
+    name = estimator or training.DEFAULT_ESTIMATOR[task]
+    fitted = training.train(task, name, params, X, y)
+    skops.io.dump(fitted, model.path)
+    model.metadata.update({"framework": "sklearn", "format": "skops", **training.describe(name, fitted)})
