@@ -171,10 +171,14 @@ def test_pipeline_overlay_registers_the_compiled_pipeline(kubectl):
     assert validate_all(docs) == []
 
 
-def test_runtime_overlay_renders_the_pipeserve_cluster_serving_runtime(kubectl):
+def test_runtime_overlay_renders_the_pipeserve_cluster_serving_runtime(kubectl, helm):
     if not (MANIFESTS / "runtime" / "kustomization.yaml").is_file():
         pytest.skip("manifests/runtime/ is missing: it comes with the pipeserve runtime (branch bench)")
     docs = kustomize(kubectl, "runtime")
     runtime = only(docs, "ClusterServingRuntime")
     assert runtime["metadata"]["name"] == "pipeserve-runtime"
     assert validate_all(docs) == []
+    # The chart's optional namespaced copy has the same spec.
+    chart = only(helm_template(helm, None, "--set", "servingRuntime.create=true"), "ServingRuntime")
+    assert chart["metadata"]["name"] == "pipeserve-runtime"
+    assert chart["spec"] == runtime["spec"]
