@@ -55,8 +55,19 @@ def test_optional_chart_pieces_render_and_pass(helm):
         helm, None, "--set", "servingRuntime.create=true", "--set", "target=pipeserve", "--set", "rbac.create=true",
         "--set", "autoscaling.autoscaler=keda", "--set", "autoscaling.metric=gpu-utilization", "--set", "gpu.count=1",
         "--set", "replicas.min=0", "--set", "lineage.pipeline-run-id=run-7",
+        "--set", "autoscaling.prometheus.authMode=bearer", "--set", "autoscaling.prometheus.authSecret=prom-token",
+        "--set", "metrics.podMonitor.create=true",
     )
     assert validate_all(docs) == []
+    assert sorted(d["kind"] for d in docs) == [
+        "InferenceService", "NetworkPolicy", "Pod", "PodMonitor", "Role", "RoleBinding", "ServiceAccount",
+        "ServiceAccount", "ServingRuntime", "TriggerAuthentication",
+    ]
+    auth = only(docs, "TriggerAuthentication")
+    assert auth["spec"]["secretTargetRef"] == [{"parameter": "bearerToken", "name": "prom-token", "key": "token"}]
+    monitor = only(docs, "PodMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "iris"}
+    assert monitor["spec"]["podMetricsEndpoints"][0]["portNumber"] == 8080  # the pipeserve runtime
     runtime = only(docs, "ServingRuntime")
     assert runtime["metadata"]["name"] == "pipeserve-runtime"
     assert runtime["spec"]["containers"][0]["args"][0] == "--model_name={{.Name}}"
@@ -64,7 +75,9 @@ def test_optional_chart_pieces_render_and_pass(helm):
     assert isvc["spec"]["predictor"]["model"]["runtime"] == "pipeserve-runtime"
     assert isvc["metadata"]["annotations"]["pipeserve.dev/pipeline-run-id"] == "run-7"
     assert isvc["metadata"]["annotations"]["pipeserve.dev/v2-model-path"] == "/v2/models/iris"
-    query = isvc["spec"]["predictor"]["autoScaling"]["metrics"][0]["external"]["metric"]["query"]
+    external = isvc["spec"]["predictor"]["autoScaling"]["metrics"][0]["external"]
+    assert external["authenticationRef"] == {"authenticationRef": {"name": "iris-prometheus"}, "authModes": "bearer"}
+    query = external["metric"]["query"]
     assert query == 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="ml",pod=~"iris-predictor-.*"})'
 
 
@@ -117,6 +130,14 @@ REFUSED = {
     "GPU on triton-cpu": (["--set", "target=triton-cpu", "--set", "gpu.count=1"], "use target triton-gpu"),
     "min > max": (["--set", "replicas.min=4"], "replicas.min (4) is greater than replicas.max (3)"),
     "bad name": (["--set", "name=9iris"], "'9iris' does not match pattern"),
+    "Prometheus auth without KEDA": (
+        ["--set", "autoscaling.prometheus.authMode=bearer", "--set", "autoscaling.prometheus.authSecret=s"],
+        "authMode only applies to the keda autoscaler",
+    ),
+    "Prometheus auth without a Secret": (
+        ["--set", "autoscaling.autoscaler=keda", "--set", "autoscaling.prometheus.authMode=basic"],
+        "authMode needs autoscaling.prometheus.authSecret",
+    ),
     # values.schema.json
     "qps": (["--set", "autoscaling.metric=qps"], "at '/autoscaling/metric': value must be one of"),
     "bad quantity": (["--set", "resources.limits.memory=4GB"], "at '/resources/limits/memory'"),

@@ -138,8 +138,8 @@ def test_built_in_kinds_go_to_kubernetes_validate():
 
 
 def test_unknown_kinds_are_errors_not_passes():
-    assert validate({"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor", "metadata": {"name": "x"}}) == [
-        "<document>: no schema for monitoring.coreos.com/v1 PodMonitor in Kubernetes 1.34.0 (nor in the vendored KServe CRDs)"
+    assert validate({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "x"}}) == [
+        "<document>: no schema for cert-manager.io/v1 Certificate in Kubernetes 1.34.0 (nor in the vendored KServe CRDs)"
     ]
     assert "no schema for serving.kserve.io/v1alpha1 InferenceGraph" in validate(
         {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "InferenceGraph", "metadata": {"name": "g"}}
@@ -218,3 +218,22 @@ def test_lint_module_checks_files(tmp_path, isvc, capsys):
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     assert main([str(empty)]) == 1
+
+
+def test_chart_monitoring_and_keda_pieces_are_checked_against_closed_subsets():
+    monitor = {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor", "metadata": {"name": "iris"},
+        "spec": {"selector": {"matchLabels": {"serving.kserve.io/inferenceservice": "iris"}},
+                 "podMetricsEndpoints": [{"portNumber": 8002, "path": "/metrics", "interval": "30s"}]},
+    }
+    assert validate(monitor) == []
+    assert validate(_mutate(monitor, ["spec", "podMetricsEndpoints", 0, "intervall"], "30s")) == [
+        "spec.podMetricsEndpoints[0]: Additional properties are not allowed ('intervall' was unexpected)"
+    ]
+    assert any("30 seconds" in e for e in validate(_mutate(monitor, ["spec", "podMetricsEndpoints", 0, "interval"], "30 seconds")))
+    auth = {"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication", "metadata": {"name": "p"},
+            "spec": {"secretTargetRef": [{"parameter": "bearerToken", "name": "s", "key": "token"}]}}
+    assert validate(auth) == []
+    assert validate(_mutate(auth, ["spec", "secretTargetRef", 0], {"parameter": "bearerToken", "name": "s"})) == [
+        "spec.secretTargetRef[0]: 'key' is a required property"
+    ]

@@ -163,6 +163,12 @@ wording) as pipeserve.kube.spec.DeploymentSpec.check.
 {{- if and (eq $autoscaler "keda") (eq $metric "triton-queue-time") (not (hasPrefix "triton" .Values.target)) }}
 {{- $errors = append $errors (printf "The keda triton-queue-time metric comes from Triton; target %s does not export it." .Values.target) }}
 {{- end }}
+{{- if and .Values.autoscaling.prometheus.authMode (ne $autoscaler "keda") }}
+{{- $errors = append $errors "autoscaling.prometheus.authMode only applies to the keda autoscaler; set autoscaling.autoscaler: keda or authMode: \"\"." }}
+{{- end }}
+{{- if and .Values.autoscaling.prometheus.authMode (not .Values.autoscaling.prometheus.authSecret) }}
+{{- $errors = append $errors "autoscaling.prometheus.authMode needs autoscaling.prometheus.authSecret (the Secret with the Prometheus credentials)." }}
+{{- end }}
 {{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" (include "pipeserve.fullname" .)) }}
 {{- $errors = append $errors (printf "InferenceService name %q is not a DNS-1123 label starting with a letter." (include "pipeserve.fullname" .)) }}
 {{- end }}

@@ -87,6 +87,101 @@ KFP_SCHEMAS: dict[str, dict[str, Any]] = {
         },
     },
 }
+_LABEL_SELECTOR = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "matchExpressions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["key", "operator"],
+                "properties": {
+                    "key": {"type": "string"},
+                    "operator": {"enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                    "values": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+# The optional monitoring/autoscaling pieces of the chart, whose CRDs are not vendored: closed
+# schemas of the SUBSET of fields pipeserve writes (field names from prometheus-operator's
+# monitoring.coreos.com/v1 PodMonitor and KEDA's keda.sh/v1alpha1 TriggerAuthentication). A field
+# outside the subset is reported, so anything new gets checked against the real CRD by hand first.
+SUBSET_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("monitoring.coreos.com/v1", "PodMonitor"): {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["selector", "podMetricsEndpoints"],
+                "properties": {
+                    "selector": _LABEL_SELECTOR,
+                    "namespaceSelector": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}},
+                    },
+                    "podMetricsEndpoints": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "port": {"type": "string"},
+                                "portNumber": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                "path": {"type": "string", "pattern": "^/"},
+                                "scheme": {"enum": ["http", "https"]},
+                                "interval": {"type": "string", "pattern": "^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"},
+                                "scrapeTimeout": {"type": "string", "pattern": "^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "secretTargetRef": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["parameter", "name", "key"],
+                            "properties": {
+                                "parameter": {"type": "string", "minLength": 1},
+                                "name": {"type": "string", "minLength": 1},
+                                "key": {"type": "string", "minLength": 1},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
 DEPLOYMENT_MODES = ("Standard", "Knative", "ModelMesh")
 LEGACY_MODES = {"RawDeployment": "Standard", "Serverless": "Knative"}
 AUTOSCALER_CLASSES = ("hpa", "keda", "external", "none")
@@ -171,6 +266,8 @@ def validate(doc: Mapping[str, Any]) -> list[str]:
         return ["<document>: apiVersion and kind must both be set to strings"]
     if api_version == "pipelines.kubeflow.org/v2beta1" and kind in KFP_SCHEMAS:
         return _dedupe(_kfp_errors(doc, kind))
+    if (api_version, kind) in SUBSET_SCHEMAS:
+        return _dedupe(_closed_errors(doc, SUBSET_SCHEMAS[(api_version, kind)]))
     sdk_model = KSERVE_KINDS.get((api_version, kind))
     if sdk_model is None:
         if api_version.startswith("serving.kserve.io/"):
@@ -241,13 +338,17 @@ def _unexpected(err: Any) -> list[str]:
     return [k for k in instance if k not in allowed]
 
 
-def _kfp_errors(doc: Mapping[str, Any], kind: str) -> list[str]:
+def _closed_errors(doc: Mapping[str, Any], schema: dict[str, Any]) -> list[str]:
     import jsonschema
 
-    schema = dict(KFP_SCHEMAS[kind])
+    schema = dict(schema)
     schema["properties"] = dict(schema["properties"], metadata=OBJECT_META_SCHEMA)
     validator = jsonschema.Draft7Validator(schema)
-    out = [f"{_path(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
+    return [f"{_path(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def _kfp_errors(doc: Mapping[str, Any], kind: str) -> list[str]:
+    out = _closed_errors(doc, KFP_SCHEMAS[kind])
     spec = doc.get("spec") if isinstance(doc.get("spec"), Mapping) else {}
     if kind == "PipelineVersion":
         from google.protobuf import json_format
