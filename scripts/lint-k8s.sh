@@ -34,6 +34,13 @@ for values in "$CHART"/ci/*-values.yaml; do
   helm template iris "$CHART" --namespace ml -f "$values" > "$OUT/helm/$scenario.yaml"
   [ -d "manifests/overlays/$scenario" ] || fail "chart scenario $scenario has no matching manifests/overlays/$scenario"
 done
+# Every optional piece at once (no overlay counterpart): namespaced runtime, pipeline RBAC, KEDA
+# with Prometheus auth, PodMonitor.
+helm template iris "$CHART" --namespace ml --set target=pipeserve --set servingRuntime.create=true \
+  --set rbac.create=true --set autoscaling.autoscaler=keda --set autoscaling.metric=gpu-utilization \
+  --set gpu.count=1 --set replicas.min=0 --set autoscaling.prometheus.authMode=bearer \
+  --set autoscaling.prometheus.authSecret=prometheus-token --set metrics.podMonitor.create=true \
+  > "$OUT/helm/optional-pieces.yaml"
 for overlay in manifests/overlays/*/; do
   scenario=$(basename "$overlay")
   [ -f "$CHART/ci/$scenario-values.yaml" ] || fail "overlay $scenario has no matching $CHART/ci/$scenario-values.yaml"
