@@ -112,6 +112,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _example_row(result) -> str:  # type: ignore[no-untyped-def]
+    from pipeserve import data
+
+    X, _, _ = data.read_split_frame(result.test_data, result.card.data["target"])
+    return json.dumps([[round(float(v), 4) for v in X[0]]])
+
+
 def _smoke(result) -> None:  # type: ignore[no-untyped-def]
     from pipeserve import data
     from pipeserve.smoke import smoke_inference
@@ -151,7 +158,7 @@ Model {card.name} v{card.version}: {card.estimator['name']} ({card.task}), in {r
 
 Next:
   pipeserve serve {repo}                       # v2 inference server on http://127.0.0.1:8080
-  pipeserve predict {card.name} --url http://127.0.0.1:8080 '[[{", ".join("0.0" for _ in range(min(card.n_features, 4)))}{", ..." if card.n_features > 4 else ""}]]'
+  pipeserve predict {card.name} --url http://127.0.0.1:8080 '{_example_row(result)}'
   pipeserve manifest {_rel(result.model_dir, cwd)} --storage-uri s3://BUCKET/PATH/   # after uploading {repo}/
   kubectl apply -f {manifest}
   pipeserve compile                                   # pipeline YAML to upload in the KFP UI""")
