@@ -95,7 +95,7 @@ class RestApp:
         except PipeserveError as exc:
             status, body = int(exc.status_code), _error_body(exc.message)
             if isinstance(exc, MethodNotAllowed):
-                extra_headers = [(b"allow", exc.allow.encode())]  # type: ignore[attr-defined]
+                extra_headers = [*_JSON_HEADERS, (b"allow", exc.allow.encode())]  # type: ignore[attr-defined]
         except Exception as exc:  # a bug of ours: answer 500, keep the connection, log the traceback
             log.exception("Unhandled error on %s %s", scope["method"], scope["path"])
             status, body = 500, _error_body(f"Internal server error ({type(exc).__name__}); see the server log.")
