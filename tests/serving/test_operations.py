@@ -330,3 +330,58 @@ def _ppid(proc_dir: Path) -> int:
         return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return -1
+
+
+@pytest.mark.slow
+def test_a_dying_worker_takes_the_server_down(iris_repo: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+
+    server = start_server(iris_repo, tmp_path, "--workers", "2", grpc=False)
+    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == server.proc.pid]
+    assert len(children) == 2
+    os.kill(children[0], signal.SIGKILL)
+    assert server.proc.wait(30) == 1
+    assert "exited with code -9; stopping the others" in server.log()
+
+
+def test_grpc_message_limit_is_resource_exhausted(iris_repo: Path, tmp_path: Path) -> None:
+    import tritonclient.grpc as tgrpc
+    from tritonclient.utils import InferenceServerException
+
+    server = start_server(iris_repo, tmp_path, "--max-request-bytes", "65536")
+    try:
+        client = tgrpc.InferenceServerClient(url=server.grpc_url)
+        x = np.ones((10_000, 4), dtype=np.float32)
+        inp = tgrpc.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("iris", [inp])
+        assert info.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+        assert client.is_server_ready()
+    finally:
+        assert server.stop() == 0
+
+
+def test_access_log_is_off_by_default_and_one_line_when_on(iris_repo: Path, tmp_path: Path) -> None:
+    for flag, expected in (((), 0), (("--access-log",), 3)):
+        server = start_server(iris_repo, tmp_path, *flag, grpc=False)
+        try:
+            for _ in range(3):
+                _get(server.http_port, "/v2/health/live")
+        finally:
+            assert server.stop() == 0
+        lines = [ln for ln in server.log().splitlines() if "/v2/health/live" in ln]
+        assert len(lines) == expected, server.log()
+        if expected:
+            assert '"GET /v2/health/live" 200' in lines[0]
+
+
+def test_head_on_health(iris_server) -> None:
+    conn = iris_server.connection()
+    conn.request("HEAD", "/v2/health/ready")
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.read() == b""
+    conn.request("GET", "/v2/health/live")
+    assert json.loads(conn.getresponse().read()) == {"live": True}
+    conn.close()
