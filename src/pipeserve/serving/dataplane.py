@@ -237,12 +237,19 @@ class DataPlane:
         if arr.dtype != np.float32:
             with np.errstate(over="ignore"):
                 arr = arr.astype(np.float32)
-        if not model.allow_nan and not np.isfinite(arr).all():
-            bad = int(np.count_nonzero(~np.isfinite(arr)))
-            raise InvalidInput(
-                f"{where} must hold finite numbers (this {model.card.estimator.get('class', 'model')} "
-                f"cannot take NaN or infinity); got {bad} non-finite value(s) (after conversion to FP32)."
-            )
+        if not np.isfinite(arr).all():
+            if not model.allow_nan:
+                bad = int(np.count_nonzero(~np.isfinite(arr)))
+                raise InvalidInput(
+                    f"{where} must hold finite numbers (this {model.card.estimator.get('class', 'model')} "
+                    f"cannot take NaN or infinity); got {bad} non-finite value(s) (after conversion to FP32)."
+                )
+            if np.isinf(arr).any():  # NaN means "missing" to this model; infinity is a broken client
+                bad = int(np.count_nonzero(np.isinf(arr)))
+                raise InvalidInput(
+                    f"{where} may hold NaN (missing values) but not infinity; got {bad} infinite value(s) "
+                    "(after conversion to FP32)."
+                )
         outputs = request.outputs
         if outputs is None:
             return arr, model.default_outputs
