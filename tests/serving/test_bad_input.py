@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
-
 from serving_support import Server, start_server
 
 MAX_BYTES = 65536

@@ -276,7 +276,7 @@ class DataPlane:
         default_binary = request.binary_output
         specs = model.output_specs
         result = []
-        for out, arr in zip(outputs, arrays):
+        for out, arr in zip(outputs, arrays, strict=True):
             spec = specs[out.name]
             binary = default_binary if out.binary is None else out.binary
             result.append(ResponseOutput(out.name, spec.datatype, list(arr.shape), arr, binary))

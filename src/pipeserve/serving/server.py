@@ -280,7 +280,7 @@ def _run_workers(settings: ServeSettings, pairs: list, sock: socket.socket, star
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
         info: list[dict[str, Any]] = []
-        for proc, conn in workers:
+        for _, conn in workers:
             message = conn.recv() if conn.poll(None) else ("error", "worker exited before it was ready", 1)
             if message[0] == "error":
                 forward(signal.SIGTERM, None)
