@@ -143,8 +143,8 @@ def test_grpc_nan_is_invalid_argument(iris_server) -> None:
     assert "finite" in info.value.message()
 
 
-# kserve's generated proto and tritonclient's both register ``inference.*`` in protobuf's default
-# descriptor pool, so they cannot be imported into one process: kserve's clients run in a child.
+# kserve's clients run in a child process: this test process aliases kserve's generated OIP module to
+# tritonclient's (pipeserve._protos, done in tests/conftest.py); the child uses kserve's own stubs.
 _KSERVE_SCRIPT = """
 import asyncio, json, sys
 import numpy as np
