@@ -10,8 +10,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeserve.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeserve.serving.settings import ServeSettings
 
 _KSERVE_ARGS = ("model_name", "model_dir_flag", "http_port_kserve", "grpc_port_kserve")
 
@@ -53,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
-def build_settings(args: argparse.Namespace):  # -> ServeSettings (imported lazily)
+def build_settings(args: argparse.Namespace) -> ServeSettings:
     """Build the typed settings from parsed arguments; raise ConfigError on contradictions."""
     from pipeserve.serving.settings import DEFAULT_HTTP_PORT, DEFAULT_MAX_REQUEST_BYTES, ServeSettings
 
