@@ -216,6 +216,7 @@ def check_answers(servers: dict[str, Server], bodies: dict[tuple[str, str], Body
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    load_start = os.getloadavg()[0]
     workdir = Path(args.work_dir)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -263,7 +264,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for server in servers.values():
             server.stop()
-    return summarize(args, servers, started, failed, workloads, results, loaded_rss)
+    data = summarize(args, servers, started, failed, workloads, results, loaded_rss)
+    data["machine"]["loadavg_1m_start_end"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
+    return data
 
 
 def _median(values: list[float]) -> float:
@@ -380,7 +383,9 @@ def render(data: dict[str, Any]) -> str:
         f"{data['settings']['duration_s']:g} s per run (×2 for 100k rows), wrk with 1 thread, loopback.",
         "",
         f"**Machine:** {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB RAM, Linux {m['kernel']}, "
-        f"Python {m['python']}. Servers and wrk share the CPUs; one server process each.",
+        f"Python {m['python']}. Servers and wrk share the CPUs; one server process each. "
+        f"1-minute load average before / after the run: {' / '.join(map(str, m.get('loadavg_1m_start_end', [])))} "
+        "(anything else running on the machine shows up here and in the numbers).",
         "",
         "**Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items()),
         "",
