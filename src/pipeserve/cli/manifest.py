@@ -1,17 +1,222 @@
-"""`pipeserve manifest` (placeholder: replaced by the module that implements it)."""
+"""`pipeserve manifest`: render a model's InferenceService (and storage credentials) as YAML.
+
+The manifest is built from the model card by :func:`pipeserve.kube.build_inference_service`,
+checked strictly (:mod:`pipeserve.kube.schema`) and only then written, to stdout or ``--output``.
+The deployment options are shared with ``pipeserve deploy`` (see :func:`add_spec_arguments`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pipeserve.errors import ConfigError
+from pipeserve.errors import ConfigError, UserError
+
+if TYPE_CHECKING:
+    from pipeserve.modelcard import ModelCard
+
+_EPILOG = """\
+examples:
+  pipeserve manifest build/model --storage-uri s3://models/iris/
+  pipeserve manifest build/model --storage-uri s3://models/iris/ --target triton-cpu -o isvc.yaml
+  pipeserve manifest build/model --storage-uri s3://models/iris/ --mode Knative --min-replicas 0 \\
+      --canary-traffic-percent 10
+  AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... pipeserve manifest build/model \\
+      --storage-uri s3://mlpipeline/iris/ --s3-credentials minio-creds --s3-endpoint minio-service.kubeflow:9000 --s3-no-https
+
+Triton serves the model under its folder name in the repository (the model card's name), whatever
+the InferenceService is called: the URL path is in the pipeserve.dev/v2-model-path annotation.
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = sub.add_parser("manifest", help="(not built yet)")
+    parser = sub.add_parser(
+        "manifest",
+        help="Render the KServe InferenceService for a packaged model (YAML to stdout or a file).",
+        description="Render the KServe InferenceService for a packaged model from its model card. The "
+        "manifest is validated strictly (KServe CRD schema, unknown fields rejected) before it is written.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(parser)
+    add_spec_arguments(parser)
+    parser.add_argument("-o", "--output", type=Path, help="Write the YAML to this file instead of stdout.")
     parser.set_defaults(func=_run, command="manifest")
     return parser
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the model location arguments shared by `manifest` and `deploy`."""
+    parser.add_argument(
+        "model_path",
+        type=Path,
+        metavar="MODEL_PATH",
+        help="A model directory (holding model-card.json) or a model repository (its parent).",
+    )
+    parser.add_argument(
+        "--model",
+        metavar="NAME",
+        help="Which model of the repository to use when MODEL_PATH holds several.",
+    )
+    parser.add_argument(
+        "--storage-uri",
+        required=True,
+        metavar="URI",
+        help="Where the cluster fetches the model repository from (the folder holding <name>/), "
+        "e.g. s3://models/iris/, gs://..., pvc://claim/path.",
+    )
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the DeploymentSpec options shared by `manifest` and `deploy`."""
+    from pipeserve.kube.spec import AUTOSCALERS, MODES, TARGETS
+
+    g = parser.add_argument_group("deployment")
+    g.add_argument("--target", choices=TARGETS, default="triton-gpu", help="Serving target (default: %(default)s).")
+    g.add_argument("--name", help="InferenceService name (default: the model's name).")
+    g.add_argument("--namespace", help="Namespace (default: none in the YAML; kubectl's current namespace).")
+    g.add_argument("--mode", choices=MODES, default="Standard", help="KServe deployment mode (default: %(default)s).")
+    g.add_argument("--autoscaler", choices=AUTOSCALERS, help="hpa (Standard), kpa (Knative), keda or none.")
+    g.add_argument(
+        "--scale-metric",
+        help="hpa: cpu|memory; kpa: concurrency|rps; keda: gpu-utilization|triton-queue-time.",
+    )
+    g.add_argument("--scale-target", type=int, help="Target value per replica for the scale metric.")
+    g.add_argument("--min-replicas", type=int, default=1, help="Minimum replicas (default: %(default)s).")
+    g.add_argument("--max-replicas", type=int, default=3, help="Maximum replicas (default: %(default)s).")
+    g.add_argument("--gpus", type=int, help="GPUs per replica (default: 1 for triton-gpu, else 0).")
+    g.add_argument("--gpu-resource", default="nvidia.com/gpu", help="GPU resource name (default: %(default)s).")
+    g.add_argument(
+        "--node-selector", action="append", metavar="KEY=VALUE", help="Node selector entry (repeatable)."
+    )
+    g.add_argument(
+        "--toleration", action="append", metavar="KEY[=VALUE][:EFFECT]", help="Toleration (repeatable)."
+    )
+    g.add_argument("--runtime-class", dest="runtime_class_name", help="runtimeClassName, e.g. nvidia.")
+    g.add_argument("--cpu-request", help="CPU request, e.g. 500m.")
+    g.add_argument("--cpu-limit", help="CPU limit, e.g. 2.")
+    g.add_argument("--memory-request", help="Memory request, e.g. 1Gi.")
+    g.add_argument("--memory-limit", help="Memory limit, e.g. 4Gi.")
+    g.add_argument("--canary-traffic-percent", type=int, help="Traffic to the latest revision (Knative mode).")
+    g.add_argument("--service-account", dest="service_account_name", help="ServiceAccount with storage credentials.")
+    g.add_argument("--runtime-version", help="Runtime image tag override, e.g. 24.08-py3 for Triton.")
+    g.add_argument("--prometheus-url", help="Prometheus server KEDA queries.")
+    g.add_argument(
+        "--no-prometheus-scraping",
+        dest="prometheus_scraping",
+        action="store_false",
+        help="Do not ask KServe to add prometheus.io scrape annotations.",
+    )
+    g.add_argument("--pipeline-run-id", help="Lineage: pipeline run id (default: the model card's).")
+    g.add_argument("--source-revision", help="Lineage: source revision (default: the model card's).")
+    s3 = parser.add_argument_group(
+        "S3 credentials (Secret + ServiceAccount in KServe's annotation format; keys from "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+    )
+    s3.add_argument("--s3-credentials", metavar="NAME", help="Also emit a Secret + ServiceAccount named NAME.")
+    s3.add_argument("--s3-endpoint", metavar="HOST[:PORT]", help="S3 endpoint (MinIO), without scheme.")
+    s3.add_argument("--s3-region", help="S3 region.")
+    s3.add_argument("--s3-no-https", action="store_true", help="The endpoint speaks plain HTTP.")
+
+
+_SPEC_ARGS = (
+    "target", "name", "namespace", "mode", "autoscaler", "scale_metric", "scale_target", "min_replicas",
+    "max_replicas", "gpus", "gpu_resource", "runtime_class_name", "cpu_request", "cpu_limit", "memory_request",
+    "memory_limit", "canary_traffic_percent", "service_account_name", "runtime_version", "prometheus_url",
+    "prometheus_scraping", "pipeline_run_id", "source_revision",
+)
+
+
+def render(
+    args: argparse.Namespace, environ: dict[str, str] | None = None
+) -> tuple[list[dict[str, Any]], list[str], ModelCard]:
+    """Build and strictly validate the documents the options describe.
+
+    Args:
+        args: Parsed `manifest`/`deploy` arguments.
+        environ: Where the S3 keys are read from (default: ``os.environ``, read here, not at import).
+
+    Returns:
+        ``(documents, warnings, card)``: the documents are Secret + ServiceAccount first when asked
+        for, then the InferenceService.
+
+    Raises:
+        UserError: bad model path, options or a manifest that fails the strict checks.
+    """
+    import os
+
+    from pipeserve.kube import DeploymentSpec, build_inference_service, build_s3_credentials
+    from pipeserve.kube.schema import validate_all
+    from pipeserve.modelcard import find_model_dirs, read_card, verify_files
+
+    model_dir = _pick_model(find_model_dirs(args.model_path), args.model)
+    card = read_card(model_dir)
+    # The manifest advertises the artifact sha256s; refuse to advertise files that changed.
+    verify_files(model_dir, card)
+    options = {k: getattr(args, k) for k in _SPEC_ARGS}
+    docs: list[dict[str, Any]] = []
+    if args.s3_credentials:
+        env = os.environ if environ is None else environ
+        if options["service_account_name"] not in (None, args.s3_credentials):
+            raise ConfigError(
+                f"--service-account {options['service_account_name']} and --s3-credentials {args.s3_credentials} "
+                "disagree; the predictor must use the ServiceAccount that holds the credentials. Drop one."
+            )
+        options["service_account_name"] = args.s3_credentials
+        docs += build_s3_credentials(
+            args.s3_credentials,
+            access_key_id=env.get("AWS_ACCESS_KEY_ID", ""),
+            secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", ""),
+            endpoint=args.s3_endpoint,
+            region=args.s3_region,
+            use_https=not args.s3_no_https,
+            namespace=args.namespace,
+        )
+    elif args.s3_endpoint or args.s3_region or args.s3_no_https:
+        raise ConfigError("--s3-endpoint/--s3-region/--s3-no-https need --s3-credentials NAME.")
+    spec = DeploymentSpec.from_options(
+        node_selector=args.node_selector, tolerations=args.toleration, **options
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        docs.append(build_inference_service(card, args.storage_uri, spec))
+    errors = validate_all(docs)
+    if errors:
+        # The builder should never produce these; say so rather than write a broken manifest.
+        raise UserError("The rendered manifest fails the strict checks, nothing written: " + "; ".join(errors))
+    return docs, [str(w.message) for w in caught], card
+
+
+def _pick_model(model_dirs: list[Path], wanted: str | None) -> Path:
+    if wanted:
+        for path in model_dirs:
+            if path.name == wanted:
+                return path
+        names = ", ".join(p.name for p in model_dirs)
+        raise ConfigError(f"No model {wanted!r} in the repository; it holds: {names}.")
+    if len(model_dirs) > 1:
+        names = ", ".join(p.name for p in model_dirs)
+        raise ConfigError(f"The repository holds several models ({names}); pick one with --model NAME.")
+    return model_dirs[0]
+
+
 def _run(args: argparse.Namespace) -> int:
-    raise ConfigError("`pipeserve manifest` is not built yet.")
+    from pipeserve.kube import to_yaml
+
+    docs, notes, _ = render(args)
+    for note in notes:
+        print(f"pipeserve manifest: warning: {note}", file=sys.stderr)
+    text = to_yaml(docs)
+    if args.output:
+        try:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(text)
+        except OSError as exc:
+            raise UserError(f"Cannot write {args.output}: {exc.strerror}. Pick a writable path.") from exc
+        print(f"wrote {args.output} ({', '.join(d['kind'] for d in docs)})", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,184 @@
+"""The strict checks: each layer accepts valid documents and demonstrably fails on broken ones."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeserve.kube import DeploymentSpec, build_inference_service
+from pipeserve.kube import schema
+from pipeserve.kube.schema import ManifestInvalid, validate, validate_all, validate_or_raise
+
+SPECS = Path("/work/shared/reference/specs")
+
+
+@pytest.fixture
+def isvc(card):
+    return build_inference_service(card, "s3://models/iris/", DeploymentSpec())
+
+
+def _mutate(doc, path, value):
+    out = copy.deepcopy(doc)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return out
+
+
+def test_valid_document_passes(isvc):
+    assert validate(isvc) == []
+    validate_or_raise(isvc)
+
+
+def test_typo_field_fails_both_the_crd_and_the_sdk_layer(isvc):
+    bad = _mutate(isvc, ["spec", "predictor", "minReplica"], 1)
+    errors = validate(bad)
+    assert "spec.predictor: Additional properties are not allowed ('minReplica' was unexpected)" in errors
+    assert "spec.predictor.minReplica: field unknown to the kserve 0.21 SDK model V1beta1PredictorSpec" in errors
+
+
+def test_mis_cased_field_fails(isvc):
+    bad = _mutate(isvc, ["spec", "predictor", "model", "storageURI"], "s3://x/")
+    assert any("'storageURI' was unexpected" in e for e in validate(bad))
+
+
+def test_scale_metric_qps_fails(isvc):
+    errors = validate(_mutate(isvc, ["spec", "predictor", "scaleMetric"], "qps"))
+    assert "spec.predictor.scaleMetric: 'qps' is not one of ['cpu', 'memory', 'concurrency', 'rps']" in errors
+
+
+def test_bad_quantity_fails(isvc):
+    errors = validate(_mutate(isvc, ["spec", "predictor", "model", "resources", "limits", "memory"], "1Gx"))
+    assert errors == [
+        "spec.predictor.model.resources.limits.memory: '1Gx' is not a Kubernetes quantity (e.g. 500m, 2, 512Mi, 4Gi)"
+    ]
+
+
+def test_wrong_type_fails(isvc):
+    errors = validate(_mutate(isvc, ["spec", "predictor", "minReplicas"], "one"))
+    assert "spec.predictor.minReplicas: 'one' is not of type 'integer'" in errors
+
+
+def test_metadata_is_strict(isvc):
+    assert validate(_mutate(isvc, ["metadata", "labelz"], {})) != []
+    assert any("labels" in e for e in validate(_mutate(isvc, ["metadata", "labels", "app"], 3)))
+    assert "metadata: 'name' is a required property" in validate(_mutate(isvc, ["metadata"], {}))
+
+
+def test_drift_fields_are_explained(isvc):
+    errors = validate(_mutate(isvc, ["spec", "tracing"], {"exporter": "otlp"}))
+    assert any("tracing exist in the kserve 0.21 SDK but not in the KServe CRD" in e for e in errors)
+    # The SDK layer knows the field: only the CRD layer complains.
+    assert not any("unknown to the kserve 0.21 SDK" in e for e in errors)
+
+
+def test_sdk_layer_fails_on_its_own():
+    # Below an SDK model whose CRD counterpart is closed too; call the layer directly to prove it bites.
+    errors = schema._sdk_errors({"spec": {"predictor": {"model": {"runtimeVersoin": "x"}}}}, "V1beta1InferenceService", "")
+    assert errors == ["spec.predictor.model.runtimeVersoin: field unknown to the kserve 0.21 SDK model V1beta1ModelSpec"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (["metadata", "annotations", "serving.kserve.io/deploymentMode"], "RawDeployment", "pre-0.16 name; use 'Standard'"),
+        (["metadata", "annotations", "serving.kserve.io/deploymentMode"], "Serverfull", "is not one of"),
+        (["metadata", "annotations", "serving.kserve.io/autoscalerClass"], "kpa", "'kpa' is not one of"),
+        (["spec", "predictor", "model", "protocolVersion"], "v3", "'v3' is not one of"),
+        (["spec", "predictor", "minReplicas"], 5, "minReplicas (5) is greater than maxReplicas (3)"),
+        (["spec", "predictor", "minReplicas"], 0, "0 is clamped to 1 by the HPA"),
+        (["spec", "predictor", "scaleMetric"], "concurrency", "the HPA in Standard mode takes cpu or memory"),
+        (["spec", "predictor", "scaleTarget"], 150, "within 1..100, got 150"),
+        (["spec", "predictor", "canaryTrafficPercent"], 10, "only honoured in Knative mode"),
+        (["spec", "predictor", "model", "storageUri"], "minio://bucket/x", "scheme KServe's storage initializer"),
+        (["spec", "predictor", "model", "runtime"], "kserve-sklearnserver", "a GPU with kserve-sklearnserver sits idle"),
+        (["metadata", "name"], "9iris", "is not a valid InferenceService name"),
+    ],
+)
+def test_admission_rules(isvc, path, value, message):
+    errors = validate(_mutate(isvc, path, value))
+    assert any(message in e for e in errors), errors
+
+
+def test_unpinned_runtime_and_missing_mode_are_flagged(isvc):
+    bad = copy.deepcopy(isvc)
+    del bad["spec"]["predictor"]["model"]["runtime"]
+    del bad["metadata"]["annotations"]["serving.kserve.io/deploymentMode"]
+    errors = validate(bad)
+    assert any("runtime: not set, so KServe auto-selects" in e for e in errors)
+    assert any("deploymentMode is not set" in e for e in errors)
+
+
+def test_knative_rules(card):
+    doc = build_inference_service(card, "s3://m/", DeploymentSpec(mode="Knative"))
+    assert validate(doc) == []
+    assert any("Knative Pod Autoscaler takes concurrency or rps" in e for e in validate(_mutate(doc, ["spec", "predictor", "scaleMetric"], "cpu")))
+
+
+def test_keda_rules(card):
+    doc = build_inference_service(card, "s3://m/", DeploymentSpec(autoscaler="keda"))
+    assert validate(doc) == []
+    assert any("not supported with KEDA" in e for e in validate(_mutate(doc, ["spec", "predictor", "scaleMetric"], "cpu")))
+    hpa = _mutate(doc, ["metadata", "annotations", "serving.kserve.io/autoscalerClass"], "hpa")
+    assert any("takes Resource metrics only, got 'External'" in e for e in validate(hpa))
+
+
+def test_built_in_kinds_go_to_kubernetes_validate():
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "runner"}}
+    assert validate(account) == []
+    assert validate({**account, "automountServiceAccountTokn": False}) != []
+    assert validate({**account, "automountServiceAccountToken": "no"}) == [
+        "automountServiceAccountToken: 'no' is not of type 'boolean', 'null'"
+    ]
+
+
+def test_unknown_kinds_are_errors_not_passes():
+    assert validate({"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor", "metadata": {"name": "x"}}) == [
+        "<document>: no schema for monitoring.coreos.com/v1 PodMonitor in Kubernetes 1.34.0 (nor in the vendored KServe CRDs)"
+    ]
+    assert "no schema for serving.kserve.io/v1alpha1 InferenceGraph" in validate(
+        {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "InferenceGraph", "metadata": {"name": "g"}}
+    )[0]
+    assert validate("text") == ["<document>: expected a mapping (a Kubernetes object), got str"]
+    assert validate({"kind": "Pod"}) == ["<document>: apiVersion and kind must both be set to strings"]
+
+
+def test_validate_or_raise_and_validate_all(isvc):
+    bad = _mutate(isvc, ["spec", "predictor", "scaleMetric"], "qps")
+    with pytest.raises(ManifestInvalid) as info:
+        validate_or_raise(bad)
+    assert str(info.value).startswith("InferenceService/iris is invalid: ") and info.value.errors
+    assert validate_all([isvc, None]) == []
+    assert validate_all([bad])[0].startswith("InferenceService/iris: spec.predictor.scaleMetric")
+
+
+def test_serving_runtime_kinds_are_checked():
+    runtime = {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ClusterServingRuntime",
+        "metadata": {"name": "pipeserve-runtime"},
+        "spec": {
+            "supportedModelFormats": [{"name": "onnx", "version": "1", "autoSelect": False}],
+            "protocolVersions": ["v2", "grpc-v2"],
+            "containers": [{"name": "kserve-container", "image": "ghcr.io/pipeserve/pipeserve-runtime:0.1.0"}],
+        },
+    }
+    assert validate(runtime) == []
+    assert validate({**runtime, "kind": "ServingRuntime"}) == []
+    bad = copy.deepcopy(runtime)
+    bad["spec"]["protocolVersion"] = ["v2"]
+    assert any("'protocolVersion' was unexpected" in e for e in validate(bad))
+
+
+@pytest.mark.skipif(not SPECS.is_dir(), reason=f"{SPECS} (the KServe CRD YAMLs) is not on this machine; "
+                    "the vendored schema is checked against them where it is")
+def test_vendored_schemas_match_the_crds():
+    from pipeserve.kube._vendor_crds import convert
+
+    vendored = json.loads(gzip.decompress(schema.SCHEMA_FILE.read_bytes()))
+    assert convert(SPECS) == vendored, "regenerate: python -m pipeserve.kube._vendor_crds " + str(SPECS)

@@ -1,0 +1,117 @@
+"""The `pipeserve` command line: help everywhere, one-line errors with exit code 2, run and compile."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeserve.cli.main import COMMANDS
+
+PIPESERVE = str(Path(sys.executable).parent / "pipeserve")
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PIPESERVE, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_top_level_help_lists_every_command():
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"usage: pipeserve {command}" in result.stdout
+
+
+def test_no_command_prints_help_and_fails():
+    result = cli()
+    assert result.returncode == 2 and "usage: pipeserve" in result.stdout
+
+
+def _csv(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    return str(path)
+
+
+BAD_RUNS = [
+    (["--dataset", "nope"], "is not a built-in dataset"),
+    (["--dataset", "/no/such/file.csv", "--target", "y"], "does not exist"),
+    (["--estimator", "svm"], "Unknown estimator 'svm' for classification; choose one of: logistic_regression"),
+    (["--param", "Cee=1"], "Unknown hyperparameter(s) Cee"),
+    (["--param", "C=-1"], "'C' parameter of LogisticRegression must be"),
+    (["--param", "C"], "NAME=VALUE"),
+    (["--dataset", "diabetes", "--estimator", "logistic_regression"], "choose one of: ridge"),
+    (["--dataset", "iris", "--target", "species"], "has target column 'target'"),
+    (["--model-name", "Bad Name"], "Model name 'Bad Name' is not valid"),
+    (["--model-version", "v1"], "positive integer"),
+    (["--min-replicas", "5", "--max-replicas", "2"], "greater than max_replicas"),
+    (["--test-size", "2"], "test_size must be between 0 and 1"),
+    (["--serving-target", "sagemaker"], "invalid choice: 'sagemaker'"),
+    (["--cpu", "--serving-target", "pipeserve"], "not allowed with argument"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_RUNS, ids=[" ".join(a) for a, _ in BAD_RUNS])
+def test_bad_run_input_fails_in_one_line(tmp_path, args, message):
+    result = cli("run", "--output", str(tmp_path / "out"), *args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing written before the input is known to be good
+
+
+@pytest.mark.parametrize(("content", "target", "message"), [
+    ("a,b,y\n1,x,0\n2,y,1\n3,z,0\n4,w,1\n", "y", "Feature columns must be numeric; these are not: b"),
+    ("a,y\n1,0\n2,1\n3,0\n4,1\n", "label", "Target column 'label' not found"),
+    ("a,y\n1,0\n,1\n3,0\n4,1\n", "y", "missing values: a"),
+])
+def test_bad_files_fail_in_one_line(tmp_path, content, target, message):
+    result = cli("run", "--dataset", _csv(tmp_path, content), "--target", target, "--output", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_unreadable_file(tmp_path):
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"definitely not parquet")
+    result = cli("run", "--dataset", str(bad), "--target", "y")
+    assert result.returncode == 2 and result.stderr.startswith("pipeserve run: error: Cannot read")
+    assert result.stderr.count("\n") == 1
+
+
+def test_compile_writes_parseable_yaml(tmp_path):
+    result = cli("compile", "--output", str(tmp_path / "p.yaml"), "--kubernetes-manifest", str(tmp_path / "k.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load((tmp_path / "p.yaml").read_text())["pipelineInfo"]["name"] == "train-and-serve"
+    assert len(list(yaml.safe_load_all((tmp_path / "k.yaml").read_text()))) == 2
+
+
+@pytest.mark.slow
+def test_run_end_to_end_from_a_csv(tmp_path):
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame.rename(columns={"target": "cultivar"})
+    frame.to_csv(tmp_path / "wine.csv", index=False)
+    result = cli("run", "--dataset", str(tmp_path / "wine.csv"), "--target", "cultivar", "--estimator",
+                 "random_forest", "-p", "n_estimators=20", "--cpu", "--output", str(tmp_path / "build"),
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Model wine v1: random_forest (classification)" in result.stdout
+    assert "build/inferenceservice.yaml" in result.stdout and "pipeserve serve build/model" in result.stdout
+    for step in ("load-data", "train", "evaluate", "package", "emit-inference-service"):
+        assert f"{step}" in result.stderr  # progress lines
+    assert (tmp_path / "build" / "model" / "wine" / "1" / "model.onnx").is_file()
+    isvc = yaml.safe_load((tmp_path / "build" / "inferenceservice.yaml").read_text())
+    assert isvc["metadata"]["name"] == "wine"
+    assert "nvidia.com/gpu" not in str(isvc)

@@ -1,0 +1,141 @@
+"""The compiled pipeline (a product: users upload it) and full local runs through kfp.local."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipeserve.localrun import RunOptions, compile_pipeline, normalize_compiled, run_pipeline
+from pipeserve.modelcard import verify_files
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPILED = ROOT / "pipelines" / "train_and_serve.yaml"
+K8S_MANIFEST = ROOT / "manifests" / "pipeline" / "pipeline.yaml"
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compiled")
+    compile_pipeline(out / "p.yaml", out / "k8s.yaml")
+    return out
+
+
+def test_compiled_pipeline_is_current(fresh):
+    """Fails when the pipeline, a component or the embedded library changed without `make compile`."""
+    assert normalize_compiled((fresh / "p.yaml").read_text()) == normalize_compiled(COMPILED.read_text()), (
+        "pipelines/train_and_serve.yaml is out of date: run `make compile` and commit it")
+    assert normalize_compiled((fresh / "k8s.yaml").read_text()) == normalize_compiled(K8S_MANIFEST.read_text()), (
+        "manifests/pipeline/pipeline.yaml is out of date: run `make compile` and commit it")
+
+
+def test_normalization_still_sees_library_changes(fresh):
+    text = (fresh / "p.yaml").read_text()
+    assert "__KFP_EMBEDDED_ARCHIVE_B64 = '<files sha256" in normalize_compiled(text)
+    import base64
+    import gzip
+    import io
+    import re
+    import tarfile
+
+    raw = re.search(r"__KFP_EMBEDDED_ARCHIVE_B64 = '([^']+)'", text).group(1)
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(base64.b64decode(raw)))) as tar:
+        names = tar.getnames()
+        assert "./pipeserve/packaging.py" in names and not any("__pycache__" in n for n in names)
+        assert not any("/serving" in n or "/cli" in n for n in names)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as out:
+            for member in tar.getmembers():
+                data = tar.extractfile(member).read() if member.isfile() else None
+                if member.name.endswith("packaging.py"):
+                    data += b"\n# changed\n"
+                    member.size = len(data)
+                out.addfile(member, io.BytesIO(data) if data is not None else None)
+    changed = text.replace(raw, base64.b64encode(gzip.compress(buf.getvalue())).decode(), 1)
+    assert normalize_compiled(changed) != normalize_compiled(text)
+
+
+def test_compiled_pipeline_parses_and_references_resolve():
+    doc = yaml.safe_load(COMPILED.read_text())
+    spec = json_format.ParseDict(doc, pipeline_spec_pb2.PipelineSpec())
+    assert spec.pipeline_info.name == "train-and-serve"
+    tasks = spec.root.dag.tasks
+    assert set(tasks) == {"load-data", "train", "evaluate", "package", "emit-inference-service"}
+    for name, task in tasks.items():
+        component = spec.components[task.component_ref.name]
+        assert component.executor_label in doc["deploymentSpec"]["executors"], name
+    params = spec.root.input_definitions.parameters
+    assert params["source"].default_value.string_value == "iris"
+    assert params["serving_target"].default_value.string_value == "triton-gpu"
+    assert "Built-in dataset" in params["source"].description  # docstrings reach the UI
+
+
+def test_components_run_on_a_stock_image_with_pinned_packages():
+    doc = yaml.safe_load(COMPILED.read_text())
+    for name, executor in doc["deploymentSpec"]["executors"].items():
+        container = executor["container"]
+        assert container["image"] == "python:3.11.9-slim-bookworm", name
+        command = " ".join(container["command"])
+        installs = [tok.strip("'") for tok in command.split() if "==" in tok]
+        assert installs and all("==" in tok for tok in installs), name
+        assert "__KFP_EMBEDDED_ARCHIVE_B64" in command, name
+
+
+def test_kubernetes_manifest_has_pipeline_and_version():
+    docs = list(yaml.safe_load_all(K8S_MANIFEST.read_text()))
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) == {"Pipeline", "PipelineVersion"}
+    assert kinds["PipelineVersion"]["spec"]["pipelineName"] == "train-and-serve"
+
+
+def _run(tmp_path, **arguments):
+    output = tmp_path / "build"
+    arguments.setdefault("storage_uri", (output / "model").as_uri())
+    return run_pipeline(RunOptions(output=output, arguments=arguments))
+
+
+@pytest.mark.slow
+def test_local_run_classifier(tmp_path):
+    from pipeserve.kube.schema import validate
+
+    result = _run(tmp_path, source="iris", model_name="iris", serving_target="triton-cpu")
+    out = tmp_path / "build"
+    verify_files(result.model_dir, result.card)
+    assert result.model_dir == out / "model" / "iris"
+    assert set(result.step_seconds) == {"load-data", "train", "evaluate", "package", "emit-inference-service"}
+    isvc = yaml.safe_load(result.manifest.read_text())
+    assert validate(isvc) == []
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["storageUri"] == (out / "model").as_uri() and model["modelFormat"]["name"] == "onnx"
+    assert json.loads((out / "metrics.json").read_text())["accuracy"] > 0.9
+    assert (out / "model-card.md").read_text().startswith("# Model card: iris")
+    assert result.card.lineage["pipeline_run"]  # the run id placeholder was filled in
+
+
+@pytest.mark.slow
+def test_local_run_regressor_gpu_target(tmp_path):
+    from pipeserve.kube.schema import validate
+
+    result = _run(tmp_path, source="diabetes", model_name="diabetes", estimator="hist_gradient_boosting",
+                  params_json='{"max_iter": 20}')
+    assert result.card.task == "regression" and result.card.estimator["params"]["max_iter"] == 20
+    assert set(result.metrics) == {"rmse", "mae", "r2"}
+    isvc = yaml.safe_load(result.manifest.read_text())
+    assert validate(isvc) == []
+    resources = isvc["spec"]["predictor"]["model"]["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] in (1, "1")
+
+
+@pytest.mark.slow
+def test_failed_step_reports_its_error(tmp_path):
+    from pipeserve.localrun import PipelineFailed
+
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,y\n1,0\n2,1\n3,0\n4,1\n")
+    with pytest.raises(PipelineFailed, match=r"step 'load-data' failed: Target column 'nope' not found") as info:
+        _run(tmp_path, source=str(csv), target="nope", model_name="x")
+    assert info.value.exit_code == 2  # a DataError inside the step keeps its exit code
