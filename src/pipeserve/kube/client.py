@@ -173,36 +173,26 @@ class Cluster:
         return self._api_client
 
 
-def smoke_infer(base_url: str, model_name: str, n_features: int, timeout_s: float = 30) -> list[Any]:
-    """Send one all-zeros FP32 row to ``/v2/models/<model_name>/infer`` and return the outputs' data.
+def smoke_infer(base_url: str, model_name: str, n_features: int, timeout_s: float = 30) -> dict[str, list[Any]]:
+    """Send one all-zeros FP32 row to ``/v2/models/<model_name>/infer``; return each output's values.
 
-    Uses tritonclient's HTTP client (it speaks the v2 protocol both Triton and KServe serve).
+    Uses :class:`pipeserve.client.Predictor` (REST v2; it speaks to Triton, KServe's servers and
+    the pipeserve runtime alike).
 
     Raises:
         ClusterError: the endpoint is unreachable or the inference failed.
     """
     import numpy as np
 
+    from pipeserve.client import Predictor
+    from pipeserve.errors import PipeserveError
+
     try:
-        import tritonclient.http as httpclient
-        from tritonclient.utils import InferenceServerException
-    except ImportError as exc:  # pragma: no cover - tritonclient is a dependency
-        raise ClusterError("The smoke inference needs tritonclient[http]; install pipeserve's dependencies.") from exc
-    scheme, _, host = base_url.partition("://")
-    host = host.rstrip("/") if host else scheme
-    try:
-        client = httpclient.InferenceServerClient(
-            url=host, ssl=scheme == "https", connection_timeout=timeout_s, network_timeout=timeout_s
-        )
-        row = httpclient.InferInput("input", [1, n_features], "FP32")
-        row.set_data_from_numpy(np.zeros((1, n_features), dtype=np.float32), binary_data=False)
-        # KServe's own servers need an explicit JSON content type; Triton accepts it too.
-        result = client.infer(model_name, [row], headers={"Content-Type": "application/json"})
-        response = result.get_response()
-        client.close()
-    except (InferenceServerException, OSError, ValueError) as exc:
-        raise ClusterError(f"Smoke inference on {base_url}/v2/models/{model_name}/infer failed: {_short(exc)}") from exc
-    return [out.get("data") for out in response.get("outputs", [])]
+        with Predictor(base_url, model=model_name, timeout=timeout_s) as predictor:
+            outputs = predictor.infer(np.zeros((1, n_features), dtype=np.float32))
+    except PipeserveError as exc:
+        raise ClusterError(f"Smoke inference on {base_url}/v2/models/{model_name}/infer failed: {exc}") from exc
+    return {name: np.asarray(values).tolist() for name, values in outputs.items()}
 
 
 def _incluster_namespace() -> str:
