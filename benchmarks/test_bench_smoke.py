@@ -61,7 +61,7 @@ def test_binary_bodies_are_well_formed(tmp_path: Path) -> None:
 
 def test_goals_are_computed_from_the_table() -> None:
     def row(rps: float, mean: float = 1.0, p99: float = 1.0) -> dict:
-        return {"rps": rps, "p50_ms": 1.0, "p99_ms": p99, "mean_ms": mean, "errors": 0, "rounds": 1}
+        return {"rps": rps, "rps_min": rps, "rps_max": rps, "p50_ms": 1.0, "p99_ms": p99, "mean_ms": mean, "errors": 0, "rounds": 1}
 
     data = {
         "results": {

@@ -133,7 +133,7 @@ def _error_for_status(status: int) -> type[PipeserveError]:
     return InferenceError
 
 
-# gRPC status codes -> (error class, unreachable?)
+# gRPC status code -> pipeserve error class (UNAVAILABLE: nothing listens, or the connection broke).
 _GRPC_ERRORS: dict[str, type[PipeserveError]] = {
     "StatusCode.INVALID_ARGUMENT": InvalidInput,
     "StatusCode.OUT_OF_RANGE": InvalidInput,
