@@ -113,6 +113,38 @@ def test_pipeserve_regressor_parity_with_sklearn(pipeserve_server, transport, di
     np.testing.assert_allclose(got, diabetes_fit.model.predict(X), rtol=1e-4, atol=1e-3)
 
 
+@pytest.fixture(scope="module")
+def string_label_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """pipeserve serving a classifier with string classes (BYTES labels)."""
+    from sklearn.datasets import load_iris
+
+    from pipeserve.workflow import fit_and_package
+
+    tmp = tmp_path_factory.mktemp("species")
+    iris = load_iris(as_frame=True)
+    frame = iris.data.copy()
+    frame["species"] = iris.target_names[iris.target]
+    frame.to_csv(tmp / "species.csv", index=False)
+    fit = fit_and_package(str(tmp / "species.csv"), tmp / "repo", target="species", name="species")
+    http_port, grpc_port = free_port(), free_port()
+    cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(tmp / "repo"), "--http-port", str(http_port),
+           "--grpc-port", str(grpc_port), "--log-level", "warning"]
+    server = _start("pipeserve-species", cmd, http_port, tmp)
+    yield (server.base_url, f"127.0.0.1:{grpc_port}"), fit
+    server.stop()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_string_labels_are_str_on_every_transport(string_label_server, transport) -> None:
+    urls, fit = string_label_server
+    X = fit.split.X_test
+    with predictor(urls, transport, "species") as p:
+        assert p.metadata().outputs[0].datatype == "BYTES"
+        labels = p.predict(X)
+    assert labels.dtype == np.object_ and all(isinstance(v, str) for v in labels)
+    assert labels.tolist() == fit.model.predict(X).tolist()
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_one_row_as_a_flat_list_and_python_lists(pipeserve_server, transport, estimators) -> None:
     row = [5.1, 3.5, 1.4, 0.2]

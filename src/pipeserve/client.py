@@ -354,7 +354,7 @@ class Predictor:
                 of input name to array for models with several inputs.
 
         Returns:
-            A numpy array with one entry (or row) per input row.
+            A numpy array with one entry (or row) per input row (string labels as ``str``).
         """
         outputs = self.infer(rows)
         return next(iter(outputs.values()))
@@ -397,7 +397,7 @@ class Predictor:
         got = [o.name for o in response.outputs] if self.grpc else [
             o["name"] for o in response.get("outputs", [])
         ]
-        return {name: result.as_numpy(name) for name in got}
+        return {name: _decode_bytes(result.as_numpy(name)) for name in got}
 
     def _lib(self) -> Any:
         if self.grpc:
@@ -493,6 +493,13 @@ def _cast(array: np.ndarray, spec: TensorMetadata, model: str) -> np.ndarray:
                 "got fractional or non-finite values."
             )
     return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _decode_bytes(array: np.ndarray) -> np.ndarray:
+    """BYTES tensors come back as bytes (binary, gRPC) or str (JSON): always return str."""
+    if array.dtype == np.object_ and array.size and isinstance(array.flat[0], bytes):
+        return np.array([v.decode("utf-8") for v in array.ravel()], dtype=np.object_).reshape(array.shape)
+    return array
 
 
 def _check_json_safe(array: np.ndarray, name: str) -> None:
