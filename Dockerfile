@@ -37,4 +37,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
 ENTRYPOINT ["pipeserve", "serve"]
 # Without arguments (plain `docker run`): serve the mounted repository on all interfaces.
 # KServe replaces CMD with the runtime's args (--model_name, --model_dir, --http_port, --grpc_port).
-CMD ["/mnt/models", "--host", "0.0.0.0"]
+CMD ["/mnt/models", "--host", "0.0.0.0", "--http-port", "8080", "--grpc-port", "8081"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "wrk" / "post.lua"
+APPS_DIR = Path(__file__).resolve().parent / "apps"
 _BENCH_LINE = re.compile(r"^BENCH_JSON (\{.*\})\s*$", re.MULTILINE)
 
 

@@ -13,7 +13,7 @@ Each workload runs on every server that speaks it, in interleaved rounds (A B C 
 F, ...); the tables report medians over the rounds. wrk drives the load (one thread, POST bodies
 from ``wrk/post.lua``). Results go to ``benchmarks/RESULTS.md`` (and ``RESULTS.json``).
 
-    python -m benchmarks.run            # full run, < 10 minutes on 2 cores
+    python -m benchmarks.run            # full run: 5 rounds, about 7 minutes on 2 cores
     python -m benchmarks.run --quick    # one short round, about a minute
 """
 
@@ -216,6 +216,7 @@ def check_answers(servers: dict[str, Server], bodies: dict[tuple[str, str], Body
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    load_start = os.getloadavg()[0]
     workdir = Path(args.work_dir)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -263,7 +264,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for server in servers.values():
             server.stop()
-    return summarize(args, servers, started, failed, workloads, results, loaded_rss)
+    data = summarize(args, servers, started, failed, workloads, results, loaded_rss)
+    data["machine"]["loadavg_1m_start_end"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
+    return data
 
 
 def _median(values: list[float]) -> float:
@@ -277,6 +280,8 @@ def summarize(args, servers, started, failed, workloads, results, loaded_rss) ->
         for name, runs in results[w.key].items():
             row[name] = {
                 "rps": _median([r.rps for r in runs]),
+                "rps_min": min(r.rps for r in runs),
+                "rps_max": max(r.rps for r in runs),
                 "p50_ms": _median([r.p50_us / 1000 for r in runs]),
                 "p99_ms": _median([r.p99_us / 1000 for r in runs]),
                 "mean_ms": _median([r.mean_us / 1000 for r in runs]),
@@ -380,7 +385,9 @@ def render(data: dict[str, Any]) -> str:
         f"{data['settings']['duration_s']:g} s per run (×2 for 100k rows), wrk with 1 thread, loopback.",
         "",
         f"**Machine:** {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB RAM, Linux {m['kernel']}, "
-        f"Python {m['python']}. Servers and wrk share the CPUs; one server process each.",
+        f"Python {m['python']}. Servers and wrk share the CPUs; one server process each. "
+        f"1-minute load average before / after the run: {' / '.join(map(str, m.get('loadavg_1m_start_end', [])))} "
+        "(anything else running on the machine shows up here and in the numbers).",
         "",
         "**Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items()),
         "",
@@ -392,21 +399,23 @@ def render(data: dict[str, Any]) -> str:
     for goal, measured, ok in goals(data):
         lines.append(f"| {goal} | {measured} | {'—' if ok is None else ('yes' if ok else '**no**')} |")
     lines += ["", "## Throughput and latency", "",
-              "× KServe and × ceiling compare req/s with the KServe baseline and with the null server on the same workload.", ""]
+              "× KServe and × ceiling compare req/s with the KServe baseline and with the null server on the same workload; "
+              "spread is half the range of req/s over the rounds, relative to the median.", ""]
     for w in data["workloads"]:
         row = data["results"].get(w["key"], {})
         if not row:
             continue
         base, ceil = row.get(BASELINE, {}).get("rps"), row.get(CEILING, {}).get("rps")
-        lines += [f"### {w['title']}", "", "| server | req/s | p50 ms | p99 ms | × KServe | × ceiling | errors |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"### {w['title']}", "", "| server | req/s | spread | p50 ms | p99 ms | × KServe | × ceiling | errors |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for name in SERVERS:
             if name not in row:
                 continue
             r = row[name]
             xk = f"{r['rps'] / base:.2f}" if base else "—"
             xc = f"{r['rps'] / ceil:.2f}" if ceil else "—"
-            lines.append(f"| {name} | {r['rps']:,.1f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {xk} | {xc} | {r['errors']} |")
+            spread = f"±{50 * (r['rps_max'] - r['rps_min']) / r['rps']:.0f}%" if r["rps"] else "—"
+            lines.append(f"| {name} | {r['rps']:,.1f} | {spread} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {xk} | {xc} | {r['errors']} |")
         lines.append("")
     lines += ["## Start-up and memory", "",
               "Start-up: spawn → first 200 from the readiness route (both models loaded). RSS: the process tree, "
@@ -440,8 +449,8 @@ def render(data: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="One round of 1 s runs (about a minute): a smoke run.")
-    parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds (default 3).")
-    parser.add_argument("--duration", type=float, default=2.0, help="Seconds per wrk run (default 2; ×2 for 100k rows).")
+    parser.add_argument("--rounds", type=int, default=5, help="Interleaved rounds (default 5).")
+    parser.add_argument("--duration", type=float, default=1.0, help="Whole seconds per wrk run (default 1; ×2 for 100k rows).")
     parser.add_argument("--warmup", type=float, default=1.0, help="Seconds of warm-up per server (default 1).")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"Comma-separated subset of: {','.join(SERVERS)}.")
     parser.add_argument("--workloads", default=",".join(w.key for w in WORKLOADS),

@@ -3,7 +3,7 @@
 What CI can check: the Dockerfile (base image pinned, non-root numeric user, the entry point is the
 CLI the tests run, every COPY source exists and is in the build context, it installs with the
 tests' constraints file, hadolint is clean), and the manifest (strictly valid against KServe's
-ClusterServingRuntime CRD, and its args are accepted by that same CLI).
+ClusterServingRuntime CRD through pipeserve.kube.schema, and its args are accepted by that same CLI).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-import jsonschema
 import pytest
 import yaml
 
@@ -26,8 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 RUNTIME_DIR = ROOT / "manifests" / "runtime"
 RUNTIME = RUNTIME_DIR / "clusterservingruntime.yaml"
-CRD = Path("/work/shared/reference/specs/serving.kserve.io_clusterservingruntimes.yaml")
-CRD_CANDIDATES = [CRD, ROOT / "shared" / "reference" / "specs" / CRD.name]
 
 
 # -- a small Dockerfile reader -----------------------------------------------------------------
@@ -146,6 +143,8 @@ def test_exposed_ports_match_the_runtime_ports_and_args(instructions, runtime) -
     grpc = [name for name in ports if name.startswith("grpc-")]
     assert len(grpc) == 1, "Standard mode needs the gRPC port named grpc-*"
     assert f"--grpc_port={ports[grpc[0]]}" in container["args"]
+    cmd = exec_form([a for i, a in final_stage(instructions) if i == "CMD"][-1])
+    assert {int(cmd[cmd.index(flag) + 1]) for flag in ("--http-port", "--grpc-port")} == exposed
     annotations = runtime["spec"]["annotations"]
     assert annotations["prometheus.kserve.io/port"] == str(ports["http"])
     assert annotations["prometheus.kserve.io/path"] == "/metrics"
@@ -208,66 +207,30 @@ def test_hadolint_is_clean() -> None:
 
 
 # -- the ClusterServingRuntime against KServe's CRD ---------------------------------------------
+# pipeserve.kube.schema is the project's strict validator (CRD schema with unknown fields
+# rejected, like kubectl's fieldValidation=Strict, plus kserve's SDK models).
 
 
-def to_jsonschema(node, strict: bool = True):
-    """KServe CRD openAPIV3Schema -> JSON Schema, closing objects like kubectl's fieldValidation=Strict."""
-    if isinstance(node, list):
-        return [to_jsonschema(n, strict) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: to_jsonschema(v, strict) for k, v in node.items() if not k.startswith("x-kubernetes-") and k != "nullable"}
-    if node.get("x-kubernetes-int-or-string"):
-        out.pop("type", None)
-        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-    if node.get("nullable") and "type" in out:
-        out["type"] = [out["type"], "null"]
-    if (strict and out.get("type") == "object" and "properties" in out and "additionalProperties" not in out
-            and not node.get("x-kubernetes-preserve-unknown-fields")):
-        out["additionalProperties"] = False
-    return out
+def test_runtime_is_strictly_valid_against_the_crd(runtime) -> None:
+    from pipeserve.kube.schema import validate
+
+    assert validate(runtime) == []
 
 
-@pytest.fixture(scope="module")
-def runtime_validator() -> jsonschema.Draft7Validator:
-    crd_path = next((p for p in CRD_CANDIDATES if p.is_file()), None)
-    if crd_path is None:
-        pytest.skip(f"ClusterServingRuntime CRD not found at {CRD}")
-    crd = yaml.load(crd_path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    assert crd["spec"]["names"]["kind"] == "ClusterServingRuntime"
-    version = next(v for v in crd["spec"]["versions"] if v.get("served"))
-    schema = to_jsonschema(version["schema"]["openAPIV3Schema"])
-    schema["properties"]["metadata"] = {
-        "type": "object", "required": ["name"],
-        "properties": {"name": {"type": "string"}, "labels": {"type": "object"}, "annotations": {"type": "object"}},
-        "additionalProperties": False,
-    }
-    schema["properties"]["apiVersion"] = {"const": f"{crd['spec']['group']}/{version['name']}"}
-    schema["properties"]["kind"] = {"const": "ClusterServingRuntime"}
-    schema["required"] = ["apiVersion", "kind", "metadata", "spec"]
-    return jsonschema.Draft7Validator(schema)
-
-
-def _errors(validator, doc) -> list[str]:
-    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(doc)]
-
-
-def test_runtime_is_strictly_valid_against_the_crd(runtime_validator, runtime) -> None:
-    assert _errors(runtime_validator, runtime) == []
-
-
-def test_strict_validation_rejects_typos_and_bad_types(runtime_validator, runtime) -> None:
+def test_strict_validation_rejects_typos_and_bad_types(runtime) -> None:
     import copy
+
+    from pipeserve.kube.schema import validate
 
     typo = copy.deepcopy(runtime)
     typo["spec"]["supportedModelFormat"] = typo["spec"].pop("supportedModelFormats")
-    assert any("supportedModelFormat" in e for e in _errors(runtime_validator, typo))
+    assert any("supportedModelFormat" in e for e in validate(typo))
     bad = copy.deepcopy(runtime)
     bad["spec"]["containers"][0]["ports"][0]["containerPort"] = "eighty"
-    assert any("containerPort" in e for e in _errors(runtime_validator, bad))
+    assert any("containerPort" in e for e in validate(bad))
     nested = copy.deepcopy(runtime)
     nested["spec"]["containers"][0]["securityContext"]["runAsNonroot"] = True
-    assert any("runAsNonroot" in e for e in _errors(runtime_validator, nested))
+    assert any("runAsNonroot" in e for e in validate(nested))
 
 
 def test_runtime_contract(runtime) -> None:

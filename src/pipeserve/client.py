@@ -133,7 +133,7 @@ def _error_for_status(status: int) -> type[PipeserveError]:
     return InferenceError
 
 
-# gRPC status codes -> (error class, unreachable?)
+# gRPC status code -> pipeserve error class (UNAVAILABLE: nothing listens, or the connection broke).
 _GRPC_ERRORS: dict[str, type[PipeserveError]] = {
     "StatusCode.INVALID_ARGUMENT": InvalidInput,
     "StatusCode.OUT_OF_RANGE": InvalidInput,
@@ -216,18 +216,30 @@ class Predictor:
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one tritonclient call, turning its failures into pipeserve errors."""
+        import http.client
+
         from tritonclient.utils import InferenceServerException
 
         if self.grpc:
             kwargs.setdefault("client_timeout", self.timeout)
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except http.client.HTTPException:
+                # A pooled keep-alive connection the server closed meanwhile (KServe closes it
+                # after any 500): v2 calls have no side effects, so one retry on a fresh one.
+                return fn(*args, **kwargs)
         except InferenceServerException as exc:
             raise self._server_error(what, exc) from exc
         except (OSError, TimeoutError) as exc:  # refused, reset, DNS, socket timeout
             raise ServerUnreachable(
                 f"Cannot reach the v2 server at {self.url} ({what}): {exc or type(exc).__name__}. "
                 "Check the URL and that the server is running (`pipeserve serve MODEL_DIR`)."
+            ) from exc
+        except http.client.HTTPException as exc:
+            raise ServerUnreachable(
+                f"The v2 server at {self.url} closed the connection during {what} ({exc}). "
+                "Check that it is a v2 inference server and that it is healthy."
             ) from exc
         except Exception as exc:  # gevent.Timeout is not an OSError
             if type(exc).__name__ == "Timeout":
@@ -342,7 +354,7 @@ class Predictor:
                 of input name to array for models with several inputs.
 
         Returns:
-            A numpy array with one entry (or row) per input row.
+            A numpy array with one entry (or row) per input row (string labels as ``str``).
         """
         outputs = self.infer(rows)
         return next(iter(outputs.values()))
@@ -369,6 +381,8 @@ class Predictor:
             if self.grpc:
                 tensor.set_data_from_numpy(array)
             else:
+                if not self.binary:
+                    _check_json_safe(array, name)
                 tensor.set_data_from_numpy(array, binary_data=self.binary)
             infer_inputs.append(tensor)
         names = list(outputs) if outputs is not None else [o.name for o in meta.outputs]
@@ -383,7 +397,7 @@ class Predictor:
         got = [o.name for o in response.outputs] if self.grpc else [
             o["name"] for o in response.get("outputs", [])
         ]
-        return {name: result.as_numpy(name) for name in got}
+        return {name: _decode_bytes(result.as_numpy(name)) for name in got}
 
     def _lib(self) -> Any:
         if self.grpc:
@@ -431,12 +445,13 @@ def _as_batch(rows: Any, name: str, ndim: int) -> np.ndarray:
         raise InvalidInput(
             f"Input {name!r}: rows must be a rectangular array (every row the same length); {exc}."
         ) from exc
+    if array.size == 0:
+        raise InvalidInput(f"Input {name!r} expects a non-empty batch of rows; got shape {list(array.shape)}.")
     if array.ndim == ndim - 1:
         array = array[np.newaxis, ...]
-    if array.ndim != ndim or array.size == 0 and array.shape[0] == 0:
+    if array.ndim != ndim:
         raise InvalidInput(
-            f"Input {name!r} expects a non-empty {ndim}-D batch of rows; got shape "
-            f"{list(array.shape)}."
+            f"Input {name!r} expects a {ndim}-D batch of rows; got shape {list(array.shape)}."
         )
     return array
 
@@ -478,6 +493,22 @@ def _cast(array: np.ndarray, spec: TensorMetadata, model: str) -> np.ndarray:
                 "got fractional or non-finite values."
             )
     return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _decode_bytes(array: np.ndarray) -> np.ndarray:
+    """BYTES tensors come back as bytes (binary, gRPC) or str (JSON): always return str."""
+    if array.dtype == np.object_ and array.size and isinstance(array.flat[0], bytes):
+        return np.array([v.decode("utf-8") for v in array.ravel()], dtype=np.object_).reshape(array.shape)
+    return array
+
+
+def _check_json_safe(array: np.ndarray, name: str) -> None:
+    """JSON has no NaN or Infinity: refuse them instead of sending an invalid body."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidInput(
+            f"Input {name!r} holds NaN or infinite values, which JSON cannot carry. Send them with "
+            "the binary tensor extension (binary=True, `--binary`) or over gRPC."
+        )
 
 
 def _rest_metadata(raw: Mapping[str, Any]) -> ModelMetadata:
