@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeserve._protos import share_inference_protos
 from pipeserve.workflow import FitResult, fit_and_package
+
+# kserve (manifest builder, its clients) and tritonclient.grpc (v2 clients, server stubs) both run
+# in this process; see pipeserve._protos.
+share_inference_protos()
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,7 @@ class RunResult:
     log: Path
     seconds: float
     step_seconds: dict[str, float]
+    test_data: Path
 
 
 class _ProgressTee(io.TextIOBase):
@@ -79,6 +80,14 @@ class _ProgressTee(io.TextIOBase):
 
     def flush(self) -> None:
         self._log.flush()
+
+
+class PipelineFailed(errors.PipeserveError):
+    """A pipeline step failed; exit code follows the step's own error (2 for bad input)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def _failure_message(log_path: Path, task: str | None) -> tuple[str, int]:
@@ -143,14 +152,6 @@ def run_pipeline(options: RunOptions, progress: TextIO = sys.stderr) -> RunResul
     return _collect(task, output, log_path, seconds, step_seconds)
 
 
-class PipelineFailed(errors.PipeserveError):
-    """A pipeline step failed; exit code follows the step's own error (2 for bad input)."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
 def _collect(task: Any, output: Path, log_path: Path, seconds: float, steps: dict[str, float]) -> RunResult:
     packaged = Path(task.outputs["packaged_model"].path)
     repository = output / "model"
@@ -165,7 +166,8 @@ def _collect(task: Any, output: Path, log_path: Path, seconds: float, steps: dic
     markdown = run_dir / "evaluate" / "model_card"
     if markdown.is_file():
         shutil.copyfile(markdown, output / "model-card.md")
-    return RunResult(card, card_dir, repository, manifest, card.metrics, log_path, seconds, steps)
+    return RunResult(card, card_dir, repository, manifest, card.metrics, log_path, seconds, steps,
+                     run_dir / "load-data" / "test_data")
 
 
 # --- compiling ---------------------------------------------------------------------------------

@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                          "OUTPUT/model there); default: file:// URI of OUTPUT/model")
     parser.add_argument("--output", "-o", type=Path, default=Path("build"), help="output folder (default: build)")
     parser.add_argument("--verbose", "-v", action="store_true", help="stream KFP's full logs")
+    parser.add_argument("--no-smoke", dest="smoke", action="store_false",
+                        help="skip the smoke inference through a local v2 server at the end")
     parser.set_defaults(func=_run, command="run")
     return parser
 
@@ -105,7 +107,29 @@ def _run(args: argparse.Namespace) -> int:
     print(f"pipeserve run: {name} from {args.dataset} ({task}) on kfp.local", file=sys.stderr)
     result = run_pipeline(RunOptions(output=output, arguments=arguments, verbose=args.verbose))
     _summary(result, arguments, Path.cwd())
+    if args.smoke:
+        _smoke(result)
     return 0
+
+
+def _example_row(result) -> str:  # type: ignore[no-untyped-def]
+    from pipeserve import data
+
+    X, _, _ = data.read_split_frame(result.test_data, result.card.data["target"])
+    return json.dumps([[round(float(v), 4) for v in X[0]]])
+
+
+def _smoke(result) -> None:  # type: ignore[no-untyped-def]
+    from pipeserve import data
+    from pipeserve.smoke import smoke_inference
+
+    X, y, _ = data.read_split_frame(result.test_data, result.card.data["target"])
+    rows = X[:3]
+    print(f"\nSmoke test: pipeserve serve {_rel(result.repository, Path.cwd())}/ on a free port, 3 test rows …", flush=True)
+    smoke = smoke_inference(result.repository, result.card.name, rows)
+    primary = result.card.outputs[0].name
+    print(f"  POST {smoke.url}/v2/models/{smoke.model}/infer -> {primary} {smoke.outputs[primary]} "
+          f"(true: {y[:3].tolist()}); server started, answered and stopped in {smoke.seconds:.1f} s")
 
 
 def _rel(path: Path, cwd: Path) -> str:
@@ -133,8 +157,8 @@ Model {card.name} v{card.version}: {card.estimator['name']} ({card.task}), in {r
   KFP log            {_rel(result.log, cwd)}
 
 Next:
-  pipeserve serve {repo}                       # v2 inference server on http://127.0.0.1:8000
-  pipeserve predict {card.name} --url http://127.0.0.1:8000 '[[{", ".join("0.0" for _ in range(min(card.n_features, 4)))}{", ..." if card.n_features > 4 else ""}]]'
+  pipeserve serve {repo}                       # v2 inference server on http://127.0.0.1:8080
+  pipeserve predict {card.name} --url http://127.0.0.1:8080 '{_example_row(result)}'
   pipeserve manifest {_rel(result.model_dir, cwd)} --storage-uri s3://BUCKET/PATH/   # after uploading {repo}/
   kubectl apply -f {manifest}
   pipeserve compile                                   # pipeline YAML to upload in the KFP UI""")
