@@ -13,8 +13,8 @@
 #
 # Environment:
 #   PYTHONS       versions to try (default "3.10 3.11 3.12 3.13")
-#   VENV_ROOT     where the venvs live (default build/pythons; reused while pyproject.toml and
-#                 constraints.txt are unchanged)
+#   VENV_ROOT     where the venvs live (default .tools/pythons: git-ignored, kept by `make clean`);
+#                 each is reused while pyproject.toml and constraints.txt are unchanged
 #   PYTEST_MARK   marker expression (default "not slow")
 #   REQUIRE_ALL=1 a missing interpreter fails the run instead of being skipped
 #
@@ -26,7 +26,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PYTHONS=${PYTHONS:-"3.10 3.11 3.12 3.13"}
-VENV_ROOT=${VENV_ROOT:-build/pythons}
+VENV_ROOT=${VENV_ROOT:-.tools/pythons}
 PYTEST_MARK=${PYTEST_MARK:-"not slow"}
 REQUIRE_ALL=${REQUIRE_ALL:-0}
 if [ $# -gt 0 ]; then PYTEST_TARGETS=("$@"); else PYTEST_TARGETS=(tests); fi
