@@ -17,6 +17,7 @@
 #                 each is reused while pyproject.toml and constraints.txt are unchanged
 #   PYTEST_MARK   marker expression (default "not slow")
 #   REQUIRE_ALL=1 a missing interpreter fails the run instead of being skipped
+#   TOOLS_BIN     kubectl/helm from `make tools` (default .tools/bin); CHECKOV_VENV is passed through
 #
 # Versions run one after the other (installs and tests are CPU-heavy). Exit status: 0 when every
 # version found installed and passed, 1 otherwise. A summary table is printed at the end and written
@@ -36,7 +37,8 @@ VENV_ROOT=$(cd "$VENV_ROOT" && pwd)
 # The installed tree depends on these two files only; a changed hash means a fresh venv.
 INPUTS_HASH=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 # Tests that call kubectl/helm find the pinned binaries from `make tools` (as `make test` does).
-[ -d "$ROOT/.tools/bin" ] && export PATH="$ROOT/.tools/bin:$PATH"
+TOOLS_BIN=${TOOLS_BIN:-$ROOT/.tools/bin}
+[ -d "$TOOLS_BIN" ] && export PATH="$TOOLS_BIN:$PATH"
 
 find_python() {  # $1 = "3.10" -> path of an interpreter reporting exactly that version, or nothing
     local v=$1 candidate
