@@ -138,8 +138,8 @@ def test_built_in_kinds_go_to_kubernetes_validate():
 
 
 def test_unknown_kinds_are_errors_not_passes():
-    assert validate({"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor", "metadata": {"name": "x"}}) == [
-        "<document>: no schema for monitoring.coreos.com/v1 PodMonitor in Kubernetes 1.34.0 (nor in the vendored KServe CRDs)"
+    assert validate({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "x"}}) == [
+        "<document>: no schema for cert-manager.io/v1 Certificate in Kubernetes 1.34.0 (nor in the vendored KServe CRDs)"
     ]
     assert "no schema for serving.kserve.io/v1alpha1 InferenceGraph" in validate(
         {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "InferenceGraph", "metadata": {"name": "g"}}
@@ -182,3 +182,58 @@ def test_vendored_schemas_match_the_crds():
 
     vendored = json.loads(gzip.decompress(schema.SCHEMA_FILE.read_bytes()))
     assert convert(SPECS) == vendored, "regenerate: python -m pipeserve.kube._vendor_crds " + str(SPECS)
+
+
+def test_kfp_pipeline_kinds_are_checked():
+    version = {
+        "apiVersion": "pipelines.kubeflow.org/v2beta1",
+        "kind": "PipelineVersion",
+        "metadata": {"name": "train-and-serve-v1"},
+        "spec": {"pipelineName": "train-and-serve", "pipelineSpec": {"pipelineInfo": {"name": "train-and-serve"}}},
+    }
+    assert validate(version) == []
+    typo = copy.deepcopy(version)
+    typo["spec"]["pipelineSpec"]["root"] = {"dag": {"taskz": {}}}
+    assert any("not a valid KFP PipelineSpec" in e and "taskz" in e for e in validate(typo))
+    assert any("'pipelinename' was unexpected" in e for e in validate(_mutate(version, ["spec", "pipelinename"], "x")))
+    pipeline = {"apiVersion": "pipelines.kubeflow.org/v2beta1", "kind": "Pipeline", "metadata": {"name": "p"},
+                "spec": {"displayName": "P"}}
+    assert validate(pipeline) == []
+    assert validate(_mutate(pipeline, ["spec", "display"], "P")) != []
+
+
+def test_lint_module_checks_files(tmp_path, isvc, capsys):
+    from pipeserve.kube.builder import to_yaml
+    from pipeserve.kube.lint import main
+
+    good = tmp_path / "good.yaml"
+    good.write_text(to_yaml([isvc, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa"}}]))
+    assert main([str(good)]) == 0
+    assert "2 documents, 0 problems" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(to_yaml(_mutate(isvc, ["spec", "predictor", "scaleMetric"], "qps")))
+    assert main([str(good), str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "bad.yaml: InferenceService/iris: spec.predictor.scaleMetric" in out
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert main([str(empty)]) == 1
+
+
+def test_chart_monitoring_and_keda_pieces_are_checked_against_closed_subsets():
+    monitor = {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor", "metadata": {"name": "iris"},
+        "spec": {"selector": {"matchLabels": {"serving.kserve.io/inferenceservice": "iris"}},
+                 "podMetricsEndpoints": [{"portNumber": 8002, "path": "/metrics", "interval": "30s"}]},
+    }
+    assert validate(monitor) == []
+    assert validate(_mutate(monitor, ["spec", "podMetricsEndpoints", 0, "intervall"], "30s")) == [
+        "spec.podMetricsEndpoints[0]: Additional properties are not allowed ('intervall' was unexpected)"
+    ]
+    assert any("30 seconds" in e for e in validate(_mutate(monitor, ["spec", "podMetricsEndpoints", 0, "interval"], "30 seconds")))
+    auth = {"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication", "metadata": {"name": "p"},
+            "spec": {"secretTargetRef": [{"parameter": "bearerToken", "name": "s", "key": "token"}]}}
+    assert validate(auth) == []
+    assert validate(_mutate(auth, ["spec", "secretTargetRef", 0], {"parameter": "bearerToken", "name": "s"})) == [
+        "spec.secretTargetRef[0]: 'key' is a required property"
+    ]

@@ -110,3 +110,13 @@ def test_from_options_refuses_bad_primitives(options, message):
     with pytest.raises(DeploymentConfigError) as info:
         DeploymentSpec.from_options(**options)
     assert message in str(info.value)
+
+
+def test_from_options_takes_comma_separated_strings_like_kfp_parameters():
+    spec = DeploymentSpec.from_options(node_selector="pool=gpu, zone=a", tolerations="dedicated=gpu:NoSchedule", gpus=1)
+    assert spec.node_selector == {"pool": "gpu", "zone": "a"}
+    assert spec.tolerations == (Toleration(key="dedicated", operator="Equal", value="gpu", effect="NoSchedule"),)
+    # Empty strings mean "default" (KFP passes "" for unset parameters).
+    defaults = DeploymentSpec.from_options(node_selector="", tolerations="", namespace="", scale_metric="")
+    assert defaults.resolved().node_selector == {"nvidia.com/gpu.present": "true"}
+    assert defaults.namespace is None

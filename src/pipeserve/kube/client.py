@@ -41,6 +41,7 @@ class Cluster:
         self.kubeconfig = kubeconfig
         self._api_client: Any = None
         self._namespace: str = "default"
+        self._kubeconfig: str | None = None  # None: in-cluster credentials
 
     def connect(self) -> Cluster:
         """Load credentials and check that the API server answers.
@@ -62,6 +63,7 @@ class Cluster:
                     names = ", ".join(c["name"] for c in contexts)
                     raise ClusterError(f"No context {self.context!r} in the kubeconfig; it has: {names}.")
             config.load_kube_config(config_file=kubeconfig, context=self.context)
+            self._kubeconfig = kubeconfig
             self._namespace = active.get("context", {}).get("namespace") or "default"
         except (ConfigException, FileNotFoundError) as exc:
             try:
@@ -127,9 +129,7 @@ class Cluster:
         Raises:
             ClusterError: it did not become Ready in time (the message carries the last conditions).
         """
-        from kserve import KServeClient
-
-        kserve = KServeClient(client_configuration=self._require().configuration)
+        kserve = self._kserve()
         namespace = namespace or self.namespace
         deadline = time.monotonic() + timeout_s
         last = ""
@@ -144,10 +144,8 @@ class Cluster:
                 c["type"]: c.get("status", "Unknown") + (f" ({c['reason']})" if c.get("reason") else "")
                 for c in status.get("conditions") or []
             }
-            ready = (status.get("conditions") and any(
-                c["type"] == "Ready" and c.get("status") == "True" for c in status["conditions"]
-            )) or False
-            state = Readiness(bool(ready), status.get("url"), conditions)
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+            state = Readiness(ready, status.get("url"), conditions)
             summary = ", ".join(f"{k}={v}" for k, v in sorted(conditions.items())) or "no status yet"
             if progress and summary != last:
                 progress(summary)
@@ -163,9 +161,20 @@ class Cluster:
 
     def delete_inference_service(self, name: str, namespace: str | None = None) -> None:
         """Delete an InferenceService (used by the cluster test's clean-up)."""
+        try:
+            self._kserve().delete(name, namespace or self.namespace)
+        except RuntimeError as exc:  # KServeClient wraps ApiException in RuntimeError
+            raise ClusterError(f"Cannot delete InferenceService {name}: {_short(exc)}") from exc
+
+    def _kserve(self) -> Any:
         from kserve import KServeClient
 
-        KServeClient(client_configuration=self._require().configuration).delete(name, namespace or self.namespace)
+        self._require()
+        # KServeClient (re)loads credentials itself: give it the same kubeconfig and context, or
+        # it would fall back to the default context.
+        if self._kubeconfig is None:
+            return KServeClient()
+        return KServeClient(config_file=self._kubeconfig, context=self.context)
 
     def _require(self) -> Any:
         if self._api_client is None:
@@ -173,36 +182,26 @@ class Cluster:
         return self._api_client
 
 
-def smoke_infer(base_url: str, model_name: str, n_features: int, timeout_s: float = 30) -> list[Any]:
-    """Send one all-zeros FP32 row to ``/v2/models/<model_name>/infer`` and return the outputs' data.
+def smoke_infer(base_url: str, model_name: str, n_features: int, timeout_s: float = 30) -> dict[str, list[Any]]:
+    """Send one all-zeros FP32 row to ``/v2/models/<model_name>/infer``; return each output's values.
 
-    Uses tritonclient's HTTP client (it speaks the v2 protocol both Triton and KServe serve).
+    Uses :class:`pipeserve.client.Predictor` (REST v2; it speaks to Triton, KServe's servers and
+    the pipeserve runtime alike).
 
     Raises:
         ClusterError: the endpoint is unreachable or the inference failed.
     """
     import numpy as np
 
+    from pipeserve.client import Predictor
+    from pipeserve.errors import PipeserveError
+
     try:
-        import tritonclient.http as httpclient
-        from tritonclient.utils import InferenceServerException
-    except ImportError as exc:  # pragma: no cover - tritonclient is a dependency
-        raise ClusterError("The smoke inference needs tritonclient[http]; install pipeserve's dependencies.") from exc
-    scheme, _, host = base_url.partition("://")
-    host = host.rstrip("/") if host else scheme
-    try:
-        client = httpclient.InferenceServerClient(
-            url=host, ssl=scheme == "https", connection_timeout=timeout_s, network_timeout=timeout_s
-        )
-        row = httpclient.InferInput("input", [1, n_features], "FP32")
-        row.set_data_from_numpy(np.zeros((1, n_features), dtype=np.float32), binary_data=False)
-        # KServe's own servers need an explicit JSON content type; Triton accepts it too.
-        result = client.infer(model_name, [row], headers={"Content-Type": "application/json"})
-        response = result.get_response()
-        client.close()
-    except (InferenceServerException, OSError, ValueError) as exc:
-        raise ClusterError(f"Smoke inference on {base_url}/v2/models/{model_name}/infer failed: {_short(exc)}") from exc
-    return [out.get("data") for out in response.get("outputs", [])]
+        with Predictor(base_url, model=model_name, timeout=timeout_s) as predictor:
+            outputs = predictor.infer(np.zeros((1, n_features), dtype=np.float32))
+    except PipeserveError as exc:
+        raise ClusterError(f"Smoke inference on {base_url}/v2/models/{model_name}/infer failed: {exc}") from exc
+    return {name: np.asarray(values).tolist() for name, values in outputs.items()}
 
 
 def _incluster_namespace() -> str:

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeserve.errors import ConfigError
+from pipeserve.errors import ConfigError, PipeserveError
 from pipeserve.kube.spec import QUANTITY_RE
 
 SCHEMA_FILE = Path(__file__).with_name("crd_schemas.json.gz")
@@ -40,6 +40,147 @@ KSERVE_KINDS = {
     ("serving.kserve.io/v1beta1", "InferenceService"): "V1beta1InferenceService",
     ("serving.kserve.io/v1alpha1", "ServingRuntime"): "V1alpha1ServingRuntime",
     ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"): "V1alpha1ClusterServingRuntime",
+}
+# Kubeflow Pipelines' Pipeline/PipelineVersion CRDs (kubeflow/pipelines
+# manifests/kustomize/base/crds, v2beta1), closed like the KServe ones. Pipeline.spec.displayName
+# is written by the kfp 2.17 SDK's kubernetes_manifest_format and accepted by KFP >= 2.5.
+# pipelineSpec/platformSpec are preserve-unknown-fields in the CRD; they are checked by parsing
+# them into the KFP protobuf messages instead.
+KFP_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Pipeline": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"displayName": {"type": "string"}, "description": {"type": "string"}},
+            },
+        },
+    },
+    "PipelineVersion": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["pipelineSpec"],
+                "properties": {
+                    "codeSourceURL": {"type": "string"},
+                    "description": {"type": "string"},
+                    "displayName": {"type": "string"},
+                    "pipelineName": {"type": "string"},
+                    "pipelineSpec": {"type": "object"},
+                    "pipelineSpecURI": {"type": "string"},
+                    "platformSpec": {"type": "object"},
+                },
+            },
+        },
+    },
+}
+_LABEL_SELECTOR = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "matchExpressions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["key", "operator"],
+                "properties": {
+                    "key": {"type": "string"},
+                    "operator": {"enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                    "values": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+# The optional monitoring/autoscaling pieces of the chart, whose CRDs are not vendored: closed
+# schemas of the SUBSET of fields pipeserve writes (field names from prometheus-operator's
+# monitoring.coreos.com/v1 PodMonitor and KEDA's keda.sh/v1alpha1 TriggerAuthentication). A field
+# outside the subset is reported, so anything new gets checked against the real CRD by hand first.
+SUBSET_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("monitoring.coreos.com/v1", "PodMonitor"): {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["selector", "podMetricsEndpoints"],
+                "properties": {
+                    "selector": _LABEL_SELECTOR,
+                    "namespaceSelector": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}},
+                    },
+                    "podMetricsEndpoints": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "port": {"type": "string"},
+                                "portNumber": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                "path": {"type": "string", "pattern": "^/"},
+                                "scheme": {"enum": ["http", "https"]},
+                                "interval": {"type": "string", "pattern": "^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"},
+                                "scrapeTimeout": {"type": "string", "pattern": "^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "secretTargetRef": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["parameter", "name", "key"],
+                            "properties": {
+                                "parameter": {"type": "string", "minLength": 1},
+                                "name": {"type": "string", "minLength": 1},
+                                "key": {"type": "string", "minLength": 1},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
 }
 DEPLOYMENT_MODES = ("Standard", "Knative", "ModelMesh")
 LEGACY_MODES = {"RawDeployment": "Standard", "Serverless": "Knative"}
@@ -100,20 +241,33 @@ def crd_schemas() -> dict[str, Any]:
         ) from exc
 
 
+def _jsonschema() -> Any:
+    try:
+        import jsonschema
+    except ImportError as exc:  # a runtime dependency of pipeserve; only a broken install lacks it
+        raise PipeserveError(
+            "Strict manifest validation needs jsonschema; install pipeserve with its dependencies "
+            "(pip install jsonschema==4.26.0)."
+        ) from exc
+    return jsonschema
+
+
 @functools.cache
 def _validator(key: str) -> Any:
-    import jsonschema
-
+    jsonschema = _jsonschema()
     schema = dict(crd_schemas()[key])
     schema["properties"] = dict(schema["properties"], metadata=OBJECT_META_SCHEMA)
     return jsonschema.Draft7Validator(schema)
 
 
-def validate(doc: Mapping[str, Any]) -> list[str]:
+def validate(doc: Mapping[str, Any], *, require_builtin_check: bool = True) -> list[str]:
     """Check one manifest strictly; return the problems found (an empty list means valid).
 
     Args:
         doc: A parsed manifest (a dict as ``yaml.safe_load`` returns it).
+        require_builtin_check: Built-in kinds are checked with kubernetes-validate (a test
+            dependency). If it is not installed: True reports that as a problem, False lets the
+            document pass unchecked (the CLI's choice: its built-in objects come from typed models).
 
     Returns:
         One line per problem, each starting with the field path.
@@ -123,12 +277,16 @@ def validate(doc: Mapping[str, Any]) -> list[str]:
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind, str):
         return ["<document>: apiVersion and kind must both be set to strings"]
+    if api_version == "pipelines.kubeflow.org/v2beta1" and kind in KFP_SCHEMAS:
+        return _dedupe(_kfp_errors(doc, kind))
+    if (api_version, kind) in SUBSET_SCHEMAS:
+        return _dedupe(_closed_errors(doc, SUBSET_SCHEMAS[(api_version, kind)]))
     sdk_model = KSERVE_KINDS.get((api_version, kind))
     if sdk_model is None:
         if api_version.startswith("serving.kserve.io/"):
             known = ", ".join(f"{a} {k}" for a, k in KSERVE_KINDS)
             return [f"<document>: no schema for {api_version} {kind}; pipeserve validates {known}"]
-        return _builtin_errors(doc)
+        return _builtin_errors(doc, require_builtin_check)
     group_version = api_version
     errors = _crd_errors(doc, f"{group_version}/{kind}")
     errors += _sdk_errors(doc, sdk_model, "")
@@ -144,7 +302,7 @@ def validate_or_raise(doc: Mapping[str, Any]) -> None:
         raise ManifestInvalid(f"{describe(doc)} is invalid: " + "; ".join(errors), errors)
 
 
-def validate_all(docs: Iterable[Mapping[str, Any] | None]) -> list[str]:
+def validate_all(docs: Iterable[Mapping[str, Any] | None], *, require_builtin_check: bool = True) -> list[str]:
     """Validate several documents (``None`` entries from empty YAML documents are skipped).
 
     Returns:
@@ -154,7 +312,7 @@ def validate_all(docs: Iterable[Mapping[str, Any] | None]) -> list[str]:
     for doc in docs:
         if doc is None:
             continue
-        out += [f"{describe(doc)}: {e}" for e in validate(doc)]
+        out += [f"{describe(doc)}: {e}" for e in validate(doc, require_builtin_check=require_builtin_check)]
     return out
 
 
@@ -191,6 +349,31 @@ def _unexpected(err: Any) -> list[str]:
     instance = err.instance if isinstance(err.instance, Mapping) else {}
     allowed = set(err.schema.get("properties", {}))
     return [k for k in instance if k not in allowed]
+
+
+def _closed_errors(doc: Mapping[str, Any], schema: dict[str, Any]) -> list[str]:
+    jsonschema = _jsonschema()
+
+    schema = dict(schema)
+    schema["properties"] = dict(schema["properties"], metadata=OBJECT_META_SCHEMA)
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{_path(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def _kfp_errors(doc: Mapping[str, Any], kind: str) -> list[str]:
+    out = _closed_errors(doc, KFP_SCHEMAS[kind])
+    spec = doc.get("spec") if isinstance(doc.get("spec"), Mapping) else {}
+    if kind == "PipelineVersion":
+        from google.protobuf import json_format
+        from kfp.pipeline_spec import pipeline_spec_pb2
+
+        for key, message in (("pipelineSpec", pipeline_spec_pb2.PipelineSpec), ("platformSpec", pipeline_spec_pb2.PlatformSpec)):
+            if isinstance(spec.get(key), Mapping):
+                try:
+                    json_format.ParseDict(spec[key], message())
+                except json_format.ParseError as exc:
+                    out.append(f"spec.{key}: not a valid KFP {message.__name__}: {exc}")
+    return out
 
 
 # ---- layer 2: kserve / kubernetes SDK models ---------------------------------------------------
@@ -364,10 +547,12 @@ def _model_rules(model: Mapping[str, Any], path: str) -> list[str]:
 # ---- built-in kinds ----------------------------------------------------------------------------
 
 
-def _builtin_errors(doc: Mapping[str, Any]) -> list[str]:
+def _builtin_errors(doc: Mapping[str, Any], required: bool) -> list[str]:
     try:
         import kubernetes_validate
     except ImportError:
+        if not required:
+            return []
         return [
             f"<document>: {doc.get('apiVersion')} {doc.get('kind')} is a built-in kind; validating it needs "
             "kubernetes-validate (pip install kubernetes-validate==1.37.0)"

@@ -175,15 +175,16 @@ class DeploymentSpec:
     def from_options(
         cls,
         *,
-        node_selector: Iterable[str] | Mapping[str, str] | None = None,
-        tolerations: Iterable[str | Mapping[str, Any] | Toleration] | None = None,
+        node_selector: str | Iterable[str] | Mapping[str, str] | None = None,
+        tolerations: str | Iterable[str | Mapping[str, Any] | Toleration] | None = None,
         **options: Any,
     ) -> DeploymentSpec:
         """Build a spec from primitive values, as a CLI or a KFP component receives them.
 
         ``None`` values are dropped (so they mean "default"), ``node_selector`` may be
-        ``["k=v", ...]`` and ``tolerations`` ``["key[=value][:effect]", ...]`` or dicts. Empty
-        strings for optional string fields also mean "default" (KFP passes "" for unset strings).
+        ``["k=v", ...]`` or ``"k=v,k2=v2"`` and ``tolerations`` ``["key[=value][:effect]", ...]``,
+        the same comma-separated, or dicts. Empty strings also mean "default" (KFP passes "" for
+        unset string parameters).
 
         Args:
             node_selector: ``k=v`` strings or a mapping.
@@ -203,6 +204,10 @@ class DeploymentSpec:
                 f"Unknown deployment option(s) {', '.join(unknown)}; valid options are: {', '.join(sorted(known))}."
             )
         kwargs = {k: v for k, v in options.items() if v is not None and v != ""}
+        if isinstance(node_selector, str):
+            node_selector = [item.strip() for item in node_selector.split(",") if item.strip()] or None
+        if isinstance(tolerations, str):
+            tolerations = [item.strip() for item in tolerations.split(",") if item.strip()] or None
         if node_selector is not None:
             kwargs["node_selector"] = _parse_node_selector(node_selector)
         if tolerations is not None:

@@ -1,0 +1,1 @@
+"""Side-by-side HTTP benchmarks of pipeserve against KServe and simple baselines (`make bench`)."""

@@ -1,0 +1,47 @@
+"""The tutorial-style Flask app: ``POST /predict`` with ``{"instances": [[...], ...]}`` answered with
+``{"predictions": [...]}``, run with ``app.run()`` (Werkzeug's threaded server) as tutorials do.
+
+    python benchmarks/apps/flask_app.py REPO --port 17092   # model chosen with ?model=NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main() -> None:
+    import numpy as np
+    from flask import Flask, jsonify, request
+
+    from common import load_estimators
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("repo")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    opts = parser.parse_args()
+    models = {name: est for name, (est, _card) in load_estimators(opts.repo).items()}
+    default = next(iter(models))
+
+    app = Flask(__name__)
+
+    @app.route("/health")
+    def health():
+        return jsonify({"status": "ok"})
+
+    @app.route("/predict", methods=["POST"])
+    def predict():
+        data = request.get_json()
+        model = models[request.args.get("model", default)]
+        predictions = model.predict(np.array(data["instances"]))
+        return jsonify({"predictions": predictions.tolist()})
+
+    app.run(host=opts.host, port=opts.port)  # defaults: threaded, one log line per request
+
+
+if __name__ == "__main__":
+    main()

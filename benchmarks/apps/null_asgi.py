@@ -1,0 +1,44 @@
+"""The HTTP ceiling: a raw ASGI app on uvicorn (uvloop + httptools) that reads the request body and
+answers a fixed small v2-shaped JSON response. Nothing can serve a model faster over HTTP.
+
+    python benchmarks/apps/null_asgi.py --port 17090
+"""
+
+from __future__ import annotations
+
+import argparse
+
+BODY = b'{"model_name":"null","outputs":[{"name":"label","datatype":"INT64","shape":[1],"data":[0]}]}'
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":  # lifespan: accept startup/shutdown
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    more = True
+    while more:  # drain the body like a real server must
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": BODY})
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    opts = parser.parse_args()
+    uvicorn.run(app, host=opts.host, port=opts.port, loop="uvloop", http="httptools",
+                log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
