@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-.venv/bin/python}
 CHECKOV_VENV=${CHECKOV_VENV:-.tools/checkov-venv}
-CHECKOV_VERSION=3.3.30
+CHECKOV_VERSION=${CHECKOV_VERSION:-3.3.30}
 K8S_VERSION=1.34
 OUT=${OUT_DIR:-build/lint-k8s}
 CHART=charts/pipeserve
