@@ -84,6 +84,8 @@ CASES = [
     _c("data-too-short", _req(shape=(2, 4), data=[1, 2, 3, 4, 5, 6, 7]), 400, "shape [2, 4] needs 8 values; got 7"),
     _c("data-too-long", _req(shape=(1, 4), data=[1, 2, 3, 4, 5]), 400, "needs 4 values; got 5"),
     _c("ragged-nested", _req(shape=(2, 4), data=[[1, 2, 3, 4], [1, 2, 3]]), 400, "ragged nested list"),
+    _c("nested-shape-mismatch", _req(shape=(2, 4), data=[[1, 2], [3, 4], [5, 6], [7, 8]]), 400,
+       "nested data has shape [4, 2]; the declared shape is [2, 4]"),
     _c("missing-data", _req(data=...), 400, "has no 'data'"),
     _c("data-string", _req(data="1,2,3,4"), 400, "data must be a JSON array of numbers; got str"),
     _c("data-strings", _req(data=["6.8", "2.8", "4.8", "1.4"]), 400, "FP32 data must be numbers; got strings"),
