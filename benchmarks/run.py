@@ -217,6 +217,9 @@ def check_answers(servers: dict[str, Server], bodies: dict[tuple[str, str], Body
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     load_start = os.getloadavg()[0]
+    if load_start > 0.5 * (os.cpu_count() or 1):
+        print(f"warning: load average {load_start:.1f} on {os.cpu_count()} CPUs before starting: other jobs will "
+              "add noise (RESULTS.md records it)", flush=True)
     workdir = Path(args.work_dir)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
