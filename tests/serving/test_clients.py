@@ -143,8 +143,8 @@ def test_grpc_nan_is_invalid_argument(iris_server) -> None:
     assert "finite" in info.value.message()
 
 
-# kserve's generated proto and tritonclient's both register ``inference.*`` in protobuf's default
-# descriptor pool, so they cannot be imported into one process: kserve's clients run in a child.
+# kserve's clients run in a child process: this test process aliases kserve's generated OIP module to
+# tritonclient's (pipeserve._protos, done in tests/conftest.py); the child uses kserve's own stubs.
 _KSERVE_SCRIPT = """
 import asyncio, json, sys
 import numpy as np
@@ -206,3 +206,48 @@ def test_kserve_v1_predict(iris_server, iris_sklearn, X_test) -> None:
     with urllib.request.urlopen(req) as resp:
         predictions = json.loads(resp.read())["predictions"]
     assert predictions == iris_sklearn.predict(X_test).tolist()
+
+
+def test_grpc_typed_contents_and_errors(iris_server, iris_sklearn, X_test) -> None:
+    """The stub directly: inputs in typed ``contents`` (not raw), plus the status-code mapping."""
+    import grpc
+    from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(iris_server.grpc_url) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        request = pb.ModelInferRequest(model_name="iris", model_version="1", id="typed")
+        tensor = request.inputs.add(name="input", datatype="FP32", shape=list(X_test.shape))
+        tensor.contents.fp32_contents.extend(X_test.ravel().tolist())
+        response = stub.ModelInfer(request)
+        assert response.id == "typed" and [o.name for o in response.outputs] == ["label", "probabilities"]
+        labels = np.frombuffer(response.raw_output_contents[0], dtype="<i8")
+        np.testing.assert_array_equal(labels, iris_sklearn.predict(X_test))
+        assert stub.ModelReady(pb.ModelReadyRequest(name="iris", version="1")).ready
+
+        cases = [
+            (dict(shape=[2, 4], values=[1.0] * 7), grpc.StatusCode.INVALID_ARGUMENT, "needs 8 values; got 7"),
+            (dict(shape=[1, 4], values=[1.0] * 4, datatype="FP16"), grpc.StatusCode.INVALID_ARGUMENT, "raw_input_contents"),
+            (dict(shape=[1, 4], values=[1.0] * 4, version="7"), grpc.StatusCode.NOT_FOUND, "no version '7'"),
+            (dict(shape=[1, 4], values=[1.0] * 4, output="nope"), grpc.StatusCode.NOT_FOUND, "has no output 'nope'"),
+            (dict(shape=[1, 4], values=[1.0, 2.0, float("inf"), 4.0]), grpc.StatusCode.INVALID_ARGUMENT, "finite"),
+        ]
+        for spec, code, message in cases:
+            bad = pb.ModelInferRequest(model_name="iris", model_version=spec.get("version", ""))
+            datatype = spec.get("datatype", "FP32")
+            t = bad.inputs.add(name="input", datatype=datatype, shape=spec["shape"])
+            if datatype == "FP32":
+                t.contents.fp32_contents.extend(spec["values"])
+            if "output" in spec:
+                bad.outputs.add(name=spec["output"])
+            with pytest.raises(grpc.RpcError) as info:
+                stub.ModelInfer(bad)
+            assert info.value.code() == code, spec
+            assert message in info.value.details(), info.value.details()
+        raw = pb.ModelInferRequest(model_name="iris")
+        raw.inputs.add(name="input", datatype="FP32", shape=[1, 4])
+        raw.raw_input_contents.extend([b"\0" * 16, b"\0" * 16])
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(raw)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "one entry per input (1); got 2" in info.value.details()

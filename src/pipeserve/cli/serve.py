@@ -10,8 +10,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeserve.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeserve.serving.settings import ServeSettings
 
 _KSERVE_ARGS = ("model_name", "model_dir_flag", "http_port_kserve", "grpc_port_kserve")
 
@@ -25,35 +29,35 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("model_dir", nargs="?", type=Path, metavar="MODEL_DIR",
                         help="A model directory (with model-card.json) or a repository of them (`make run` writes build/model).")
-    parser.add_argument("--host", default=None,
+    parser.add_argument("--host", default=None, metavar="ADDR",
                         help="Address to bind (default 127.0.0.1; 0.0.0.0 when started with KServe's runtime arguments).")
-    parser.add_argument("--http-port", type=int, default=None, help="HTTP port (default 8080).")
-    parser.add_argument("--grpc-port", type=int, default=None,
+    parser.add_argument("--http-port", type=int, default=None, metavar="PORT", help="HTTP port (default 8080).")
+    parser.add_argument("--grpc-port", type=int, default=None, metavar="PORT",
                         help="gRPC port (default: no gRPC locally; KServe passes --grpc_port). 0 disables gRPC.")
-    parser.add_argument("--workers", type=int, default=1, help="Server processes sharing the ports (default 1).")
-    parser.add_argument("--max-request-bytes", type=int, default=None,
+    parser.add_argument("--workers", type=int, default=1, metavar="N", help="Server processes sharing the ports (default 1).")
+    parser.add_argument("--max-request-bytes", type=int, default=None, metavar="BYTES",
                         help="Largest request body / gRPC message accepted; larger gets 413 (default 64 MiB).")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="Server log level (default info).")
     parser.add_argument("--access-log", action="store_true", help="Log one line per request (off by default).")
     parser.add_argument("--backend", default="auto", choices=["auto", "onnx", "sklearn"],
                         help="auto: ONNX Runtime when model.onnx exists, else scikit-learn from model.skops.")
-    parser.add_argument("--onnx-threads", type=int, default=None,
+    parser.add_argument("--onnx-threads", type=int, default=None, metavar="N",
                         help="ONNX Runtime intra-op threads per worker (default: cores // workers).")
-    parser.add_argument("--grace-period", type=float, default=30.0,
+    parser.add_argument("--grace-period", type=float, default=30.0, metavar="SECONDS",
                         help="Seconds in-flight requests get to finish after SIGTERM (default 30).")
-    parser.add_argument("--drain-seconds", type=float, default=0.0,
+    parser.add_argument("--drain-seconds", type=float, default=0.0, metavar="SECONDS",
                         help="Seconds to keep serving after SIGTERM with readiness false (default 0).")
     kserve = parser.add_argument_group("KServe runtime arguments")
-    kserve.add_argument("--model_name", default=None, help="Serve the single model under this name (the InferenceService name).")
-    kserve.add_argument("--model_dir", dest="model_dir_flag", type=Path, default=None, help="Same as MODEL_DIR.")
-    kserve.add_argument("--http_port", dest="http_port_kserve", type=int, default=None, help="Same as --http-port.")
-    kserve.add_argument("--grpc_port", dest="grpc_port_kserve", type=int, default=None, help="Same as --grpc-port.")
+    kserve.add_argument("--model_name", default=None, metavar="NAME", help="Serve the single model under this name (the InferenceService name).")
+    kserve.add_argument("--model_dir", dest="model_dir_flag", type=Path, default=None, metavar="DIR", help="Same as MODEL_DIR.")
+    kserve.add_argument("--http_port", dest="http_port_kserve", type=int, default=None, metavar="PORT", help="Same as --http-port.")
+    kserve.add_argument("--grpc_port", dest="grpc_port_kserve", type=int, default=None, metavar="PORT", help="Same as --grpc-port.")
     parser.set_defaults(func=_run, command="serve")
     return parser
 
 
-def build_settings(args: argparse.Namespace):  # -> ServeSettings (imported lazily)
+def build_settings(args: argparse.Namespace) -> ServeSettings:
     """Build the typed settings from parsed arguments; raise ConfigError on contradictions."""
     from pipeserve.serving.settings import DEFAULT_HTTP_PORT, DEFAULT_MAX_REQUEST_BYTES, ServeSettings
 

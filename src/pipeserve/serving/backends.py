@@ -16,6 +16,7 @@ import numpy as np
 from pipeserve.errors import ConfigError
 from pipeserve.modelcard import ONNX_FILE, SKOPS_FILE, ModelCard
 
+
 class Backend(Protocol):
     """What the data plane calls: ``run(x, names) -> arrays`` in the order of ``names``."""
 

@@ -237,12 +237,19 @@ class DataPlane:
         if arr.dtype != np.float32:
             with np.errstate(over="ignore"):
                 arr = arr.astype(np.float32)
-        if not model.allow_nan and not np.isfinite(arr).all():
-            bad = int(np.count_nonzero(~np.isfinite(arr)))
-            raise InvalidInput(
-                f"{where} must hold finite numbers (this {model.card.estimator.get('class', 'model')} "
-                f"cannot take NaN or infinity); got {bad} non-finite value(s) (after conversion to FP32)."
-            )
+        if not np.isfinite(arr).all():
+            if not model.allow_nan:
+                bad = int(np.count_nonzero(~np.isfinite(arr)))
+                raise InvalidInput(
+                    f"{where} must hold finite numbers (this {model.card.estimator.get('class', 'model')} "
+                    f"cannot take NaN or infinity); got {bad} non-finite value(s) (after conversion to FP32)."
+                )
+            if np.isinf(arr).any():  # NaN means "missing" to this model; infinity is a broken client
+                bad = int(np.count_nonzero(np.isinf(arr)))
+                raise InvalidInput(
+                    f"{where} may hold NaN (missing values) but not infinity; got {bad} infinite value(s) "
+                    "(after conversion to FP32)."
+                )
         outputs = request.outputs
         if outputs is None:
             return arr, model.default_outputs
@@ -269,7 +276,7 @@ class DataPlane:
         default_binary = request.binary_output
         specs = model.output_specs
         result = []
-        for out, arr in zip(outputs, arrays):
+        for out, arr in zip(outputs, arrays, strict=True):
             spec = specs[out.name]
             binary = default_binary if out.binary is None else out.binary
             result.append(ResponseOutput(out.name, spec.datatype, list(arr.shape), arr, binary))

@@ -47,6 +47,14 @@ _dumps = orjson.dumps
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
+class RouteMethodNotAllowed(MethodNotAllowed):
+    """405 that knows which methods the route takes (for the Allow header)."""
+
+    def __init__(self, path: str, method: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(f"{path} accepts {' or '.join(allowed)}; got {method}.")
+        self.allow = ", ".join(allowed)
+
+
 class _Disconnected(Exception):
     """The client went away while sending its body; nothing to answer."""
 
@@ -94,8 +102,8 @@ class RestApp:
             return
         except PipeserveError as exc:
             status, body = int(exc.status_code), _error_body(exc.message)
-            if isinstance(exc, MethodNotAllowed):
-                extra_headers = [(b"allow", exc.allow.encode())]  # type: ignore[attr-defined]
+            if isinstance(exc, RouteMethodNotAllowed):
+                extra_headers = [*_JSON_HEADERS, (b"allow", exc.allow.encode())]
         except Exception as exc:  # a bug of ours: answer 500, keep the connection, log the traceback
             log.exception("Unhandled error on %s %s", scope["method"], scope["path"])
             status, body = 500, _error_body(f"Internal server error ({type(exc).__name__}); see the server log.")
@@ -238,9 +246,7 @@ def _no_route(method: str, path: str) -> str:
 
 def _allow(method: str, allowed: tuple[str, ...], path: str) -> None:
     if method not in allowed:
-        exc = MethodNotAllowed(f"{path} accepts {' or '.join(allowed)}; got {method}.")
-        exc.allow = ", ".join(allowed)  # type: ignore[attr-defined]
-        raise exc
+        raise RouteMethodNotAllowed(path, method, allowed)
 
 
 def _request_headers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, int | None, int | None]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import signal
@@ -279,7 +280,7 @@ def _run_workers(settings: ServeSettings, pairs: list, sock: socket.socket, star
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
         info: list[dict[str, Any]] = []
-        for proc, conn in workers:
+        for _, conn in workers:
             message = conn.recv() if conn.poll(None) else ("error", "worker exited before it was ready", 1)
             if message[0] == "error":
                 forward(signal.SIGTERM, None)
@@ -288,10 +289,20 @@ def _run_workers(settings: ServeSettings, pairs: list, sock: socket.socket, star
                 raise error
             info = message[1]
         _print_ready(settings, info, started)
-        codes = []
-        for proc, _ in workers:
-            proc.join()
-            codes.append(proc.exitcode)
+        # A worker that dies on its own takes the others down: the container exits 1 and
+        # Kubernetes restarts it, rather than serving on with fewer workers than asked for.
+        pending = {proc.sentinel: proc for proc, _ in workers}
+        while pending:
+            for sentinel in multiprocessing.connection.wait(list(pending)):
+                proc = pending.pop(sentinel)
+                proc.join()
+                if stop["signal"] is None:
+                    log.error("Worker %d exited with code %s; stopping the others.", proc.pid, proc.exitcode)
+                    forward(signal.SIGTERM, None)
+                    stop["signal"] = -1
+        codes = [proc.exitcode for proc, _ in workers]
+        if stop["signal"] == -1:
+            return 1
         if stop["signal"] is None or any(codes):
             log.error("Workers exited with codes %s", codes)
             return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ class ServeSettings:
         model_dir: A model directory or a repository of model directories.
         host: Address to bind (HTTP and gRPC).
         http_port: HTTP port.
-        grpc_port: gRPC port; ``None`` disables gRPC.
+        grpc_port: gRPC port; ``None`` (the local default) disables gRPC. KServe passes 8081.
         workers: Number of server processes sharing the ports (SO_REUSEPORT).
         max_request_bytes: Largest request body (HTTP) or message (gRPC) accepted; larger gets 413.
         log_level: Python logging level name for the server's own log.
@@ -39,7 +40,7 @@ class ServeSettings:
     model_dir: Path
     host: str = "127.0.0.1"
     http_port: int = DEFAULT_HTTP_PORT
-    grpc_port: int | None = DEFAULT_GRPC_PORT
+    grpc_port: int | None = None
     workers: int = 1
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     log_level: str = "info"
@@ -56,4 +57,23 @@ class ServeSettings:
         """ONNX Runtime threads per worker, so that workers together do not oversubscribe cores."""
         if self.onnx_threads:
             return self.onnx_threads
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return max(1, available_cpus() // self.workers)
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: the affinity mask, capped by a cgroup v2 CPU quota.
+
+    In a Kubernetes pod ``os.cpu_count()`` is the node's core count; the container's CPU limit
+    only shows in ``/sys/fs/cgroup/cpu.max`` (``"<quota> <period>"`` or ``"max <period>"``).
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)

@@ -86,6 +86,11 @@ def array_from_json(data: object, datatype: str, shape: list[int], where: str) -
     elif kind == "f" and datatype not in _FLOAT_TYPES:
         raise InvalidInput(f"{where}: {datatype} data must be integers; got floating-point numbers.")
     expected = element_count(shape)
+    if arr.ndim > 1 and list(arr.shape) != shape:
+        raise InvalidInput(
+            f"{where}: nested data has shape {list(arr.shape)}; the declared shape is {shape} "
+            "(send it nested in that shape, or flat in row-major order)."
+        )
     if arr.size != expected:
         raise InvalidInput(
             f"{where}: shape {shape} needs {expected} values; got {arr.size}."
