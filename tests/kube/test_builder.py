@@ -243,3 +243,13 @@ def test_to_yaml_writes_a_multi_document_stream(card):
         "InferenceService", "Secret", "ServiceAccount",
     ]
     assert not to_yaml(docs[0]).startswith("---")
+
+
+def test_importing_the_builder_api_stays_light():
+    # The CLI imports pipeserve.kube for --help; kserve (seconds to import) loads only when building.
+    import subprocess
+    import sys
+
+    code = "import sys, pipeserve.kube; print(sorted(m for m in ('kserve', 'kubernetes', 'jsonschema') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

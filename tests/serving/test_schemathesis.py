@@ -62,6 +62,7 @@ def test_schemathesis_finds_no_server_error(iris_server, tmp_path: Path) -> None
             "--workers", "1", "--generation-database", "none",
         ],
         capture_output=True, text=True, timeout=240,
+        cwd=tmp_path,  # schemathesis writes a .schemathesis/ cache into its working directory
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]

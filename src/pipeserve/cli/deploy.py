@@ -29,6 +29,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--timeout", type=float, default=600, help="Seconds to wait for Ready (default: %(default)s).")
     c.add_argument("--dry-run", action="store_true", help="Print what would be applied; do not contact a cluster.")
     c.add_argument("--no-smoke", dest="smoke", action="store_false", help="Skip the smoke inference.")
+    c.add_argument(
+        "--smoke-url",
+        help="Base URL for the smoke inference when status.url is not reachable from here, e.g. "
+        "http://localhost:8000 through `kubectl port-forward svc/<name>-predictor 8000:80`.",
+    )
     c.add_argument("--force-conflicts", action="store_true", help="Take over fields another manager owns.")
     parser.set_defaults(func=_run, command="deploy")
     return parser
@@ -65,8 +70,12 @@ def _run(args: argparse.Namespace) -> int:
     path = isvc["metadata"]["annotations"]["pipeserve.dev/v2-model-path"]
     model_name = path.rsplit("/", 1)[-1]
     url = state.url or ""
-    if args.smoke and url:
-        outputs = smoke_infer(url, model_name, card.n_features)
-        _say(f"smoke inference ok: {outputs}")
-    print(f"{url}{path}/infer")
+    if args.smoke:
+        target = args.smoke_url or url
+        if not target:
+            _say("no status.url reported: smoke inference skipped (pass --smoke-url)")
+        else:
+            outputs = smoke_infer(target, model_name, card.n_features)
+            _say(f"smoke inference ok: {outputs}")
+    print(f"{url}{path}/infer" if url else f"{path}/infer (no status.url: reach it through the predictor Service)")
     return 0

@@ -125,7 +125,7 @@ def _smoke(result) -> None:  # type: ignore[no-untyped-def]
 
     X, y, _ = data.read_split_frame(result.test_data, result.card.data["target"])
     rows = X[:3]
-    print(f"\nSmoke test: pipeserve serve {result.repository.name}/ on a free port, 3 test rows …", flush=True)
+    print(f"\nSmoke test: pipeserve serve {_rel(result.repository, Path.cwd())}/ on a free port, 3 test rows …", flush=True)
     smoke = smoke_inference(result.repository, result.card.name, rows)
     primary = result.card.outputs[0].name
     print(f"  POST {smoke.url}/v2/models/{smoke.model}/infer -> {primary} {smoke.outputs[primary]} "

@@ -42,8 +42,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--access-log", action="store_true", help="Log one line per request (off by default).")
     parser.add_argument("--backend", default="auto", choices=["auto", "onnx", "sklearn"],
                         help="auto: ONNX Runtime when model.onnx exists, else scikit-learn from model.skops.")
-    parser.add_argument("--onnx-threads", type=int, default=None, metavar="N",
-                        help="ONNX Runtime intra-op threads per worker (default: cores // workers).")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="Native threads per worker: ONNX Runtime intra-op, or OpenMP/BLAS for scikit-learn "
+                        "(default: cores // workers for ONNX, 1 for scikit-learn).")
     parser.add_argument("--grace-period", type=float, default=30.0, metavar="SECONDS",
                         help="Seconds in-flight requests get to finish after SIGTERM (default 30).")
     parser.add_argument("--drain-seconds", type=float, default=0.0, metavar="SECONDS",
@@ -81,8 +82,8 @@ def build_settings(args: argparse.Namespace) -> ServeSettings:
     max_bytes = DEFAULT_MAX_REQUEST_BYTES if args.max_request_bytes is None else args.max_request_bytes
     if max_bytes < 1024:
         raise ConfigError(f"--max-request-bytes must be at least 1024; got {max_bytes}.")
-    if args.onnx_threads is not None and args.onnx_threads < 1:
-        raise ConfigError(f"--onnx-threads must be at least 1; got {args.onnx_threads}.")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1; got {args.threads}.")
     if args.grace_period < 0 or args.drain_seconds < 0:
         raise ConfigError("--grace-period and --drain-seconds must not be negative.")
     return ServeSettings(
@@ -96,7 +97,7 @@ def build_settings(args: argparse.Namespace) -> ServeSettings:
         access_log=args.access_log,
         model_name=args.model_name,
         backend=args.backend,
-        onnx_threads=args.onnx_threads,
+        threads=args.threads,
         grace_period=args.grace_period,
         drain_seconds=args.drain_seconds,
     )

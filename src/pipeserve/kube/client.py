@@ -41,6 +41,7 @@ class Cluster:
         self.kubeconfig = kubeconfig
         self._api_client: Any = None
         self._namespace: str = "default"
+        self._kubeconfig: str | None = None  # None: in-cluster credentials
 
     def connect(self) -> Cluster:
         """Load credentials and check that the API server answers.
@@ -62,6 +63,7 @@ class Cluster:
                     names = ", ".join(c["name"] for c in contexts)
                     raise ClusterError(f"No context {self.context!r} in the kubeconfig; it has: {names}.")
             config.load_kube_config(config_file=kubeconfig, context=self.context)
+            self._kubeconfig = kubeconfig
             self._namespace = active.get("context", {}).get("namespace") or "default"
         except (ConfigException, FileNotFoundError) as exc:
             try:
@@ -127,9 +129,7 @@ class Cluster:
         Raises:
             ClusterError: it did not become Ready in time (the message carries the last conditions).
         """
-        from kserve import KServeClient
-
-        kserve = KServeClient(client_configuration=self._require().configuration)
+        kserve = self._kserve()
         namespace = namespace or self.namespace
         deadline = time.monotonic() + timeout_s
         last = ""
@@ -144,10 +144,8 @@ class Cluster:
                 c["type"]: c.get("status", "Unknown") + (f" ({c['reason']})" if c.get("reason") else "")
                 for c in status.get("conditions") or []
             }
-            ready = (status.get("conditions") and any(
-                c["type"] == "Ready" and c.get("status") == "True" for c in status["conditions"]
-            )) or False
-            state = Readiness(bool(ready), status.get("url"), conditions)
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+            state = Readiness(ready, status.get("url"), conditions)
             summary = ", ".join(f"{k}={v}" for k, v in sorted(conditions.items())) or "no status yet"
             if progress and summary != last:
                 progress(summary)
@@ -163,9 +161,20 @@ class Cluster:
 
     def delete_inference_service(self, name: str, namespace: str | None = None) -> None:
         """Delete an InferenceService (used by the cluster test's clean-up)."""
+        try:
+            self._kserve().delete(name, namespace or self.namespace)
+        except RuntimeError as exc:  # KServeClient wraps ApiException in RuntimeError
+            raise ClusterError(f"Cannot delete InferenceService {name}: {_short(exc)}") from exc
+
+    def _kserve(self) -> Any:
         from kserve import KServeClient
 
-        KServeClient(client_configuration=self._require().configuration).delete(name, namespace or self.namespace)
+        self._require()
+        # KServeClient (re)loads credentials itself: give it the same kubeconfig and context, or
+        # it would fall back to the default context.
+        if self._kubeconfig is None:
+            return KServeClient()
+        return KServeClient(config_file=self._kubeconfig, context=self.context)
 
     def _require(self) -> Any:
         if self._api_client is None:

@@ -8,6 +8,7 @@ opens them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -69,16 +70,24 @@ class SklearnBackend:
     Args:
         path: The model.skops file.
         card: The model card (task and output datatypes).
+        threads: OpenMP/BLAS threads for the process (cores // workers). Unlimited, an OpenMP
+            estimator (HistGradientBoosting) fights the event loop and the other workers for the
+            cores and spin-waits (see ServeSettings.native_threads).
     """
 
     platform = "sklearn_skops"
 
-    def __init__(self, path: Path, card: ModelCard) -> None:
+    def __init__(self, path: Path, card: ModelCard, threads: int) -> None:
+        # Limit native thread pools process-wide, once: a per-call threadpool_limits costs more
+        # than a small prediction.
+        from threadpoolctl import threadpool_limits
+
         # One allow-list for the whole project: skops' defaults plus packaging.TRUSTED_SKOPS_TYPES;
         # anything else raises IntegrityError and the server refuses to start.
         from pipeserve.packaging import load_estimator
 
         self._estimator = load_estimator(path)
+        self._thread_limits = threadpool_limits(limits=threads)
         self._dtypes = {o.name: o.datatype for o in card.outputs}
         self._task = card.task
 
@@ -97,8 +106,11 @@ class SklearnBackend:
         return out
 
 
-def open_backend(model_dir: Path, card: ModelCard, kind: str, intra_op_threads: int) -> Backend:
-    """Open the backend ``kind`` (``auto``, ``onnx`` or ``sklearn``) for a verified model directory."""
+def open_backend(model_dir: Path, card: ModelCard, kind: str, threads: Callable[[str], int]) -> Backend:
+    """Open the backend ``kind`` (``auto``, ``onnx`` or ``sklearn``) for a verified model directory.
+
+    ``threads(kind)`` gives the native threads for the chosen backend.
+    """
     version_dir = Path(model_dir) / card.version
     onnx_path, skops_path = version_dir / ONNX_FILE, version_dir / SKOPS_FILE
     if kind == "auto":
@@ -107,5 +119,5 @@ def open_backend(model_dir: Path, card: ModelCard, kind: str, intra_op_threads: 
     if not path.is_file():
         raise ConfigError(f"Backend {kind!r} needs {path}, which does not exist. Choose another --backend.")
     if kind == "onnx":
-        return OnnxBackend(path, card, intra_op_threads)
-    return SklearnBackend(path, card)
+        return OnnxBackend(path, card, threads(kind))
+    return SklearnBackend(path, card, threads(kind))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ def _tensor_meta(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
 
 
-def load_model(model_dir: Path, name: str | None, backend: str, intra_op_threads: int) -> ServedModel:
+def load_model(model_dir: Path, name: str | None, backend: str, threads: Callable[[str], int]) -> ServedModel:
     """Verify every file of ``model_dir`` against its card's sha256, then open its backend.
 
     Raises:
@@ -147,7 +148,7 @@ def load_model(model_dir: Path, name: str | None, backend: str, intra_op_threads
     start = time.perf_counter()
     card = read_card(model_dir)
     verify_files(model_dir, card)
-    opened = open_backend(model_dir, card, backend, intra_op_threads)
+    opened = open_backend(model_dir, card, backend, threads)
     return ServedModel(name or card.name, card, opened, time.perf_counter() - start)
 
 
