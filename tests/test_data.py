@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeserve import data
+from pipeserve import catalog, data
 from pipeserve.errors import ConfigError, DataError
 
 
-@pytest.mark.parametrize("name", sorted(data.BUILTIN_DATASETS))
+@pytest.mark.parametrize("name", sorted(catalog.BUILTIN_DATASETS))
 def test_builtin_datasets_load_with_numeric_features(name):
     ds = data.load_dataset(name)
     assert ds.target == "target"
-    assert ds.task == data.BUILTIN_DATASETS[name][0]
+    assert ds.task == catalog.BUILTIN_DATASETS[name][0]
     assert ds.feature_names and "target" not in ds.feature_names
     assert all(pd.api.types.is_numeric_dtype(ds.frame[c]) for c in ds.feature_names)
 

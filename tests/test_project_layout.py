@@ -35,6 +35,6 @@ def test_import_is_cheap():
     import subprocess
     import sys
 
-    code = "import sys, pipeserve, pipeserve.cli.main; print(sorted(m for m in ('sklearn','kfp','kserve','onnxruntime') if m in sys.modules))"
+    code = "import sys, pipeserve, pipeserve.cli.main; print(sorted(m for m in ('sklearn','kfp','kserve','onnxruntime','pandas','pyarrow') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,32 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeserve.catalog import BUILTIN_DATASETS, BUILTIN_TARGET, CLASSIFICATION, REGRESSION, TASKS
 from pipeserve.errors import ConfigError, DataError
-
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
-TASKS = (CLASSIFICATION, REGRESSION)
-BUILTIN_TARGET = "target"
-
-
-def _builtin(loader_name: str) -> Callable[[], pd.DataFrame]:
-    def load() -> pd.DataFrame:
-        from sklearn import datasets
-
-        bunch = getattr(datasets, loader_name)(as_frame=True)
-        return bunch.frame
-
-    return load
-
-
-# name -> (task, loader); the frame has the features and a "target" column.
-BUILTIN_DATASETS: dict[str, tuple[str, Callable[[], pd.DataFrame]]] = {
-    "iris": (CLASSIFICATION, _builtin("load_iris")),
-    "breast_cancer": (CLASSIFICATION, _builtin("load_breast_cancer")),
-    "wine": (CLASSIFICATION, _builtin("load_wine")),
-    "digits": (CLASSIFICATION, _builtin("load_digits")),
-    "diabetes": (REGRESSION, _builtin("load_diabetes")),
-}
 
 
 @dataclass(frozen=True)

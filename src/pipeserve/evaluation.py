@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeserve.data import CLASSIFICATION
+from pipeserve.catalog import CLASSIFICATION
 
 # The KFP UI draws every ROC point it is given; more than this only slows it down.
 MAX_ROC_POINTS = 200

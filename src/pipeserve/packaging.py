@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeserve.data import CLASSIFICATION
+from pipeserve.catalog import CLASSIFICATION
 from pipeserve.errors import ConfigError, IntegrityError, ParityError
 from pipeserve.modelcard import (
     ONNX_FILE,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeserve.data import CLASSIFICATION, REGRESSION
+from pipeserve.catalog import CLASSIFICATION, REGRESSION
 from pipeserve.errors import ConfigError
 
 # task -> name -> (dotted class, default params). Defaults make runs deterministic and converge.

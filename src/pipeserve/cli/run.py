@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipeserve.data import BUILTIN_DATASETS, TASKS
+from pipeserve.catalog import BUILTIN_DATASETS, TASKS
 
 SERVING_TARGETS = ("triton-gpu", "triton-cpu", "pipeserve")
 
