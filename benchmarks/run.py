@@ -445,6 +445,12 @@ def render(data: dict[str, Any]) -> str:
               "",
               "Every server serves the same fitted estimators (pipeserve's skops file; ONNX for pipeserve-onnx). "
               "Bodies are generated once (`benchmarks/.work/bodies/`); wrk posts them with `benchmarks/wrk/post.lua`.",
+              "",
+              "Reading the HGB rows: scikit-learn's HistGradientBoosting `predict` opens an OpenMP region on every "
+              "core per call. The baselines run it as users would (no thread limits); on a small machine shared with "
+              "wrk its spin-waiting threads fight for the CPUs, hence their low and erratic numbers (see the spread "
+              "column). pipeserve's scikit-learn backend limits native thread pools to its share of the cores "
+              "(threadpoolctl).",
               ""]
     return "\n".join(lines)
 
