@@ -448,8 +448,8 @@ def render(data: dict[str, Any]) -> str:
               "",
               "Reading the HGB rows: scikit-learn's HistGradientBoosting `predict` opens an OpenMP region on every "
               "core per call. The baselines run it as users would (no thread limits); on a small machine shared with "
-              "wrk its spin-waiting threads fight for the CPUs, hence their low and erratic numbers (see the spread "
-              "column). pipeserve's scikit-learn backend limits native thread pools to its share of the cores "
+              "wrk its spin-waiting threads fight for the CPUs, which makes their numbers erratic, and very low when "
+              "other jobs load the machine (see the spread column and the load average above). pipeserve's scikit-learn backend limits native thread pools to its share of the cores "
               "(threadpoolctl).",
               ""]
     return "\n".join(lines)
