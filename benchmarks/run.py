@@ -217,6 +217,9 @@ def check_answers(servers: dict[str, Server], bodies: dict[tuple[str, str], Body
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     load_start = os.getloadavg()[0]
+    if load_start > 0.5 * (os.cpu_count() or 1):
+        print(f"warning: load average {load_start:.1f} on {os.cpu_count()} CPUs before starting: other jobs will "
+              "add noise (RESULTS.md records it)", flush=True)
     workdir = Path(args.work_dir)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -442,6 +445,12 @@ def render(data: dict[str, Any]) -> str:
               "",
               "Every server serves the same fitted estimators (pipeserve's skops file; ONNX for pipeserve-onnx). "
               "Bodies are generated once (`benchmarks/.work/bodies/`); wrk posts them with `benchmarks/wrk/post.lua`.",
+              "",
+              "Reading the HGB rows: scikit-learn's HistGradientBoosting `predict` opens an OpenMP region on every "
+              "core per call. The baselines run it as users would (no thread limits); on a small machine shared with "
+              "wrk its spin-waiting threads fight for the CPUs, which makes their numbers erratic, and very low when "
+              "other jobs load the machine (see the spread column and the load average above). pipeserve's scikit-learn backend limits native thread pools to its share of the cores "
+              "(threadpoolctl).",
               ""]
     return "\n".join(lines)
 

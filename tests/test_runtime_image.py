@@ -88,7 +88,9 @@ def test_parser_reads_continuations_and_skips_comments() -> None:
     assert parsed == [("FROM", "a:1 AS b"), ("RUN", "x  && y"), ("USER", "1")]
 
 
-def test_base_images_are_pinned_slim_python_matching_the_test_interpreter(instructions) -> None:
+def test_base_images_are_pinned_slim_python_the_project_supports(instructions) -> None:
+    from packaging.specifiers import SpecifierSet
+
     froms = [args.split() for ins, args in instructions if ins == "FROM"]
     stages = {f[2] for f in froms if len(f) == 3 and f[1].upper() == "AS"}
     images = [f[0] for f in froms if f[0] not in stages]
@@ -96,9 +98,9 @@ def test_base_images_are_pinned_slim_python_matching_the_test_interpreter(instru
     for image in images:
         match = re.fullmatch(r"python:(\d+)\.(\d+)\.(\d+)-slim(-\w+)?(@sha256:[0-9a-f]{64})?", image)
         assert match, f"base image {image!r} must be python:X.Y.Z-slim[-distro], pinned to a patch release"
-        assert (int(match[1]), int(match[2])) == sys.version_info[:2], (
-            f"image Python {match[1]}.{match[2]} differs from the tests' Python {sys.version_info[0]}.{sys.version_info[1]}"
-        )
+        supported = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+        version = f"{match[1]}.{match[2]}.{match[3]}"
+        assert version in supported, f"image Python {version} is outside requires-python {supported}"
 
 
 def test_final_stage_runs_as_numeric_non_root_user_matching_the_manifest(instructions, runtime) -> None:
@@ -181,19 +183,32 @@ def test_installs_the_package_with_the_tests_constraints(instructions) -> None:
     assert re.search(r"pip install -c constraints\.txt \.(\s|$)", runs), "the image must `pip install -c constraints.txt .`"
     copied = " ".join(a for i, a in instructions if i == "COPY")
     assert "constraints.txt" in copied and "pyproject.toml" in copied
-    # Every runtime dependency is pinned, and to the version constraints.txt holds: the image gets
-    # exactly what the tests ran with.
-    pins = dict(
-        line.split("==", 1) for line in (ROOT / "constraints.txt").read_text().splitlines()
-        if "==" in line and not line.startswith("#")
-    )
-    pins = {k.lower().replace("_", "-"): v.split(";")[0].strip() for k, v in pins.items()}
-    for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
-        spec = dep.split(";")[0].strip()
-        assert "==" in spec, f"dependency {dep!r} is not pinned"
-        name, version = spec.split("==")
-        name = re.sub(r"\[.*\]", "", name).strip().lower().replace("_", "-")
-        assert pins.get(name) == version, f"{name}: pyproject pins {version}, constraints.txt {pins.get(name)}"
+    # Every runtime dependency is pinned, and to the version constraints.txt holds for the image's
+    # interpreter (both files use environment markers): the image gets what the tests ran with.
+    from packaging.requirements import Requirement
+
+    image_python = next(a.split()[0] for i, a in instructions if i == "FROM").split(":")[1].split("-")[0]
+    env = {"python_version": ".".join(image_python.split(".")[:2]), "python_full_version": image_python,
+           "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"}
+
+    def pins(lines: list[str]) -> dict[str, str]:
+        out = {}
+        for line in lines:
+            line = line.split("#")[0].strip()
+            if not line:
+                continue
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate(env):
+                (spec,) = req.specifier
+                assert spec.operator == "==", f"{line!r} is not pinned with =="
+                out[req.name.lower().replace("_", "-")] = spec.version
+        return out
+
+    constraints = pins((ROOT / "constraints.txt").read_text().splitlines())
+    dependencies = pins(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    assert dependencies, "no runtime dependencies found"
+    for name, version in dependencies.items():
+        assert constraints.get(name) == version, f"{name}: pyproject pins {version}, constraints.txt {constraints.get(name)}"
 
 
 def test_hadolint_is_clean() -> None:

@@ -1,6 +1,6 @@
 """Smoke tests of the benchmark code itself (no timing assertions).
 
-Run with ``python -m pytest benchmarks/test_bench_smoke.py`` (wrk must be installed; `make bench`
+Run with ``python -m pytest tests/test_benchmarks.py`` (wrk must be installed; `make bench`
 installs it, these tests do not).
 """
 
@@ -14,11 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks import run as bench
+from benchmarks.harness import APPS_DIR, Body, BenchError, Server, free_port, parse_wrk, run_wrk
 
-from benchmarks import run as bench  # noqa: E402
-from benchmarks.harness import APPS_DIR, Body, BenchError, Server, free_port, parse_wrk, run_wrk  # noqa: E402
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt-get install wrk)")
 
