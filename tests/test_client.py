@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks/ holds the server launcher and the KServe app
+from benchmarks.harness import Server  # the benchmark's launcher also starts the KServe app
+from pipeserve.smoke import free_port, free_ports
+from pipeserve.client import ModelMetadata, Predictor, ServerUnreachable, TensorMetadata
+from pipeserve.errors import InferenceError, InvalidInput, NotFound, PipeserveError, UserError
 
-from benchmarks.harness import Server, free_port  # noqa: E402
-from pipeserve.client import ModelMetadata, Predictor, ServerUnreachable, TensorMetadata  # noqa: E402
-from pipeserve.errors import InferenceError, InvalidInput, NotFound, PipeserveError, UserError  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TRANSPORTS = ["rest-json", "rest-binary", "grpc"]
 
@@ -44,7 +44,7 @@ def _start(name: str, cmd: list[str], http_port: int, log_dir: Path) -> Server:
 @pytest.fixture(scope="module")
 def pipeserve_server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """`pipeserve serve` (REST + gRPC); yields (rest url, grpc address)."""
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(repo), "--http-port", str(http_port),
            "--grpc-port", str(grpc_port), "--log-level", "warning"]
     server = _start("pipeserve", cmd, http_port, tmp_path_factory.mktemp("logs"))
@@ -55,7 +55,7 @@ def pipeserve_server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 @pytest.fixture(scope="module")
 def kserve_server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """KServe 0.21 ModelServer with a sklearn kserve.Model per model (+ '<name>-nometa' variants)."""
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "apps" / "kserve_app.py"), str(repo),
            "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     server = _start("kserve", cmd, http_port, tmp_path_factory.mktemp("logs"))
@@ -126,7 +126,7 @@ def string_label_server(tmp_path_factory: pytest.TempPathFactory):  # type: igno
     frame["species"] = iris.target_names[iris.target]
     frame.to_csv(tmp / "species.csv", index=False)
     fit = fit_and_package(str(tmp / "species.csv"), tmp / "repo", target="species", name="species")
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(tmp / "repo"), "--http-port", str(http_port),
            "--grpc-port", str(grpc_port), "--log-level", "warning"]
     server = _start("pipeserve-species", cmd, http_port, tmp)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_support import cli, free_port, start_server
+from serving_support import cli, free_port, free_ports, start_server
 
 from pipeserve.modelcard import hash_files, read_card, write_card
 
@@ -131,7 +131,7 @@ def test_kserve_runtime_args_default_to_all_interfaces(tmp_path: Path) -> None:
 
 
 def test_kserve_runtime_args_serve_under_the_isvc_name(iris_repo: Path, tmp_path: Path) -> None:
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     log = tmp_path / "kserve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
