@@ -278,3 +278,15 @@ def test_kserve_lists_models_but_several(kserve_server) -> None:
 def test_every_client_error_is_a_pipeserve_error() -> None:
     for cls in (ServerUnreachable, InvalidInput, NotFound, InferenceError):
         assert issubclass(cls, PipeserveError)
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ("Model 'iris' is loading; retry shortly", "ModelNotReady"),
+    ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Connection refused", "ServerUnreachable"),
+])
+def test_grpc_unavailable_means_not_ready_unless_the_transport_failed(message, expected):
+    from tritonclient.utils import InferenceServerException
+
+    error = Predictor("127.0.0.1:1", "iris", grpc=True)._server_error(
+        "infer", InferenceServerException(msg=message, status="StatusCode.UNAVAILABLE"))
+    assert type(error).__name__ == expected
