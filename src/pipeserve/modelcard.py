@@ -99,6 +99,12 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelCard:
+        version = raw.get("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise UserError(
+                f"Model card schema version {version!r} is not supported; this pipeserve reads version "
+                f"{SCHEMA_VERSION}. Use the pipeserve version that packaged the model, or re-package it."
+            )
         try:
             fields = dict(raw)
             fields["inputs"] = [TensorSpec(**t) for t in raw["inputs"]]
