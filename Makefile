@@ -14,7 +14,7 @@ CHECKOV_VERSION ?= 3.3.30
 CHECKOV_VENV := .tools/checkov-venv
 export CHECKOV_VERSION CHECKOV_VENV
 
-.PHONY: help run test test-all compile serve bench tools lint-k8s clean
+.PHONY: help run test compile serve bench tools lint-k8s clean
 
 ##@ Everyday
 

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -24,16 +23,6 @@ _BENCH_LINE = re.compile(r"^BENCH_JSON (\{.*\})\s*$", re.MULTILINE)
 
 class BenchError(RuntimeError):
     """A server did not start, or wrk failed."""
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (never 8080: kubectl's fallback address)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port != 8080:
-            return port
 
 
 @dataclass

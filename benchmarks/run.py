@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import Body, BenchError, Server, WrkResult, free_port, run_wrk, wrk_version
+from benchmarks.harness import Body, BenchError, Server, WrkResult, run_wrk, wrk_version
+from pipeserve.smoke import free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -45,7 +45,9 @@ def package(
     task, target = test_data.metadata["task"], test_data.metadata["target"]
     fitted = packaging.load_estimator(model.path)
     X_test, _, features = data.read_split_frame(test_data.path, target)
-    lineage = {k: v for k, v in {"pipeline_run": pipeline_run, "source_revision": source_revision}.items() if v}
+    from pipeserve.modelcard import LINEAGE_REVISION, LINEAGE_RUN_ID
+
+    lineage = {k: v for k, v in {LINEAGE_RUN_ID: pipeline_run, LINEAGE_REVISION: source_revision}.items() if v}
     request = packaging.PackageRequest(
         name=model_name,
         version=model_version,

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks/ holds the server launcher and the KServe app
+from benchmarks.harness import Server  # the benchmark's launcher also starts the KServe app
+from pipeserve.smoke import free_port, free_ports
+from pipeserve.client import ModelMetadata, Predictor, ServerUnreachable, TensorMetadata
+from pipeserve.errors import InferenceError, InvalidInput, NotFound, PipeserveError, UserError
 
-from benchmarks.harness import Server, free_port  # noqa: E402
-from pipeserve.client import ModelMetadata, Predictor, ServerUnreachable, TensorMetadata  # noqa: E402
-from pipeserve.errors import InferenceError, InvalidInput, NotFound, PipeserveError, UserError  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TRANSPORTS = ["rest-json", "rest-binary", "grpc"]
 
@@ -44,7 +44,7 @@ def _start(name: str, cmd: list[str], http_port: int, log_dir: Path) -> Server:
 @pytest.fixture(scope="module")
 def pipeserve_server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """`pipeserve serve` (REST + gRPC); yields (rest url, grpc address)."""
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(repo), "--http-port", str(http_port),
            "--grpc-port", str(grpc_port), "--log-level", "warning"]
     server = _start("pipeserve", cmd, http_port, tmp_path_factory.mktemp("logs"))
@@ -55,7 +55,7 @@ def pipeserve_server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 @pytest.fixture(scope="module")
 def kserve_server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """KServe 0.21 ModelServer with a sklearn kserve.Model per model (+ '<name>-nometa' variants)."""
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "apps" / "kserve_app.py"), str(repo),
            "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     server = _start("kserve", cmd, http_port, tmp_path_factory.mktemp("logs"))
@@ -126,7 +126,7 @@ def string_label_server(tmp_path_factory: pytest.TempPathFactory):  # type: igno
     frame["species"] = iris.target_names[iris.target]
     frame.to_csv(tmp / "species.csv", index=False)
     fit = fit_and_package(str(tmp / "species.csv"), tmp / "repo", target="species", name="species")
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(tmp / "repo"), "--http-port", str(http_port),
            "--grpc-port", str(grpc_port), "--log-level", "warning"]
     server = _start("pipeserve-species", cmd, http_port, tmp)
@@ -278,3 +278,15 @@ def test_kserve_lists_models_but_several(kserve_server) -> None:
 def test_every_client_error_is_a_pipeserve_error() -> None:
     for cls in (ServerUnreachable, InvalidInput, NotFound, InferenceError):
         assert issubclass(cls, PipeserveError)
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ("Model 'iris' is loading; retry shortly", "ModelNotReady"),
+    ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Connection refused", "ServerUnreachable"),
+])
+def test_grpc_unavailable_means_not_ready_unless_the_transport_failed(message, expected):
+    from tritonclient.utils import InferenceServerException
+
+    error = Predictor("127.0.0.1:1", "iris", grpc=True)._server_error(
+        "infer", InferenceServerException(msg=message, status="StatusCode.UNAVAILABLE"))
+    assert type(error).__name__ == expected

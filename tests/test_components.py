@@ -68,7 +68,7 @@ def test_package_writes_a_verified_repository(steps):
     packaged = steps["packaged"]
     card = read_card(Path(packaged.path) / "iris")
     verify_files(Path(packaged.path) / "iris", card)
-    assert card.lineage == {"pipeline_run": "run-123", "source_revision": "abc123"}
+    assert card.lineage == {"pipeline_run_id": "run-123", "source_revision": "abc123"}
     assert card.estimator["params"]["C"] == 0.5
     assert card.metrics == json.loads(steps["metrics_json"])
     assert packaged.metadata["model_name"] == "iris" and len(packaged.metadata["onnx_sha256"]) == 64

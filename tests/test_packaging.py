@@ -160,11 +160,18 @@ def test_skops_allow_list(tmp_path, iris_fit):
         packaging.load_estimator(tmp_path / "evil.skops")
 
 
+def iris_fit_card_dict(repo):
+    return json.loads((repo / "iris" / "model-card.json").read_text())
+
+
 def test_card_reading_errors(tmp_path, iris_repo):
     with pytest.raises(UserError, match="No model-card.json"):
         modelcard.read_card(tmp_path)
     (tmp_path / "model-card.json").write_text("{not json")
     with pytest.raises(UserError, match="not valid JSON"):
+        modelcard.read_card(tmp_path)
+    (tmp_path / "model-card.json").write_text(json.dumps({**iris_fit_card_dict(iris_repo), "schema_version": 2}))
+    with pytest.raises(UserError, match="schema version 2 is not supported; this pipeserve reads version 1"):
         modelcard.read_card(tmp_path)
     (tmp_path / "model-card.json").write_text('{"name": "x"}')
     with pytest.raises(UserError, match="not a pipeserve model card"):

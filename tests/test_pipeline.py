@@ -113,7 +113,8 @@ def test_local_run_classifier(tmp_path):
     assert model["storageUri"] == (out / "model").as_uri() and model["modelFormat"]["name"] == "onnx"
     assert json.loads((out / "metrics.json").read_text())["accuracy"] > 0.9
     assert (out / "model-card.md").read_text().startswith("# Model card: iris")
-    assert result.card.lineage["pipeline_run"]  # the run id placeholder was filled in
+    run_id = result.card.lineage["pipeline_run_id"]  # the run id placeholder was filled in
+    assert run_id and isvc["metadata"]["annotations"]["pipeserve.dev/pipeline-run-id"] == run_id
 
 
 @pytest.mark.slow

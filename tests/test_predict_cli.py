@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks/ holds the server launcher and the KServe app
+from benchmarks.harness import Server  # the benchmark's launcher also starts the KServe app
+from pipeserve.smoke import free_port, free_ports
+from pipeserve.cli.main import main
+from pipeserve.cli.predict import format_json_lines, format_table
 
-from benchmarks.harness import Server, free_port  # noqa: E402
-from pipeserve.cli.main import main  # noqa: E402
-from pipeserve.cli.predict import format_json_lines, format_table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ROWS = "[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]"
 
@@ -35,7 +35,7 @@ def _start(name: str, cmd: list[str], http_port: int, log_dir: Path) -> Server:
 
 @pytest.fixture(scope="module")
 def server(iris_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(iris_repo), "--http-port", str(http_port),
            "--grpc-port", str(grpc_port), "--log-level", "warning"]
     proc = _start("pipeserve", cmd, http_port, tmp_path_factory.mktemp("logs"))
@@ -155,7 +155,7 @@ def test_bad_rows_exit_2_end_to_end(server) -> None:
 
 
 def test_against_kserve(iris_repo, iris_fit, capsys, tmp_path) -> None:
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "apps" / "kserve_app.py"), str(iris_repo),
            "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     kserve = _start("kserve", cmd, http_port, tmp_path)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-
 from pathlib import Path
-
-import pytest
 
 import pipeserve
 
-tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

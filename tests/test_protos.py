@@ -24,6 +24,9 @@ print("ok")
 
 @pytest.mark.parametrize(("prelude", "works"), [
     ("from pipeserve._protos import share_inference_protos; share_inference_protos()", True),
+    # the library does it itself: the manifest validator imports kserve first
+    ("from pipeserve.kube.schema import validate; validate({'apiVersion': 'serving.kserve.io/v1beta1', "
+     "'kind': 'InferenceService', 'metadata': {'name': 'x'}, 'spec': {'predictor': {}}})", True),
     ("", False),
 ])
 def test_kserve_and_tritonclient_grpc_coexist_only_with_the_alias(prelude, works):

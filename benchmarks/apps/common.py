@@ -6,11 +6,8 @@ benchmark compares servers, not models.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
-
-CARD_FILE = "model-card.json"
 
 
 def load_estimators(repo: str | Path) -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -19,17 +16,12 @@ def load_estimators(repo: str | Path) -> dict[str, tuple[Any, dict[str, Any]]]:
     Args:
         repo: A model directory or a model repository written by pipeserve's packaging.
     """
-    import skops.io
+    from pipeserve.modelcard import SKOPS_FILE, find_model_dirs, read_card
+    from pipeserve.packaging import load_estimator
 
-    repo = Path(repo)
-    dirs = [repo] if (repo / CARD_FILE).is_file() else sorted(p.parent for p in repo.glob(f"*/{CARD_FILE}"))
-    if not dirs:
-        raise SystemExit(f"no {CARD_FILE} in {repo} or its sub-folders")
     out = {}
-    for model_dir in dirs:
-        card = json.loads((model_dir / CARD_FILE).read_text())
-        path = next(model_dir.glob("*/model.skops"))
-        # Our own file, written by our packaging: trust exactly the types it lists.
-        estimator = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
-        out[card["name"]] = (estimator, card)
+    for model_dir in find_model_dirs(Path(repo)):
+        card = read_card(model_dir)
+        estimator = load_estimator(model_dir / card.version / SKOPS_FILE)  # the same allow-list as pipeserve
+        out[card.name] = (estimator, card.to_dict())
     return out

@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -146,6 +147,12 @@ _GRPC_ERRORS: dict[str, type[PipeserveError]] = {
 }
 
 
+# What gRPC itself says when no server answers (as opposed to a server answering UNAVAILABLE).
+_TRANSPORT_FAILURE = re.compile(
+    r"failed to connect|connection refused|connect failed|socket closed|dns resolution|"
+    r"connection reset|name resolution|no route|unreachable", re.IGNORECASE)
+
+
 class Predictor:
     """Send rows to a model on a v2 inference server and get numpy arrays back.
 
@@ -200,6 +207,9 @@ class Predictor:
     def _conn(self) -> Any:
         if self._client is None:
             if self.grpc:
+                from pipeserve._protos import share_inference_protos
+
+                share_inference_protos()  # kserve and tritonclient.grpc in one process
                 import tritonclient.grpc as grpcclient
 
                 self._client = grpcclient.InferenceServerClient(self._address, ssl=self._ssl)
@@ -253,6 +263,9 @@ class Predictor:
         message = exc.message() or "no message"
         if self.grpc:
             cls = _GRPC_ERRORS.get(status, InferenceError)
+            if status == "StatusCode.UNAVAILABLE" and not _TRANSPORT_FAILURE.search(message):
+                # UNAVAILABLE sent by a live server (loading or draining), not a failed connection.
+                cls = ModelNotReady
             if cls is ServerUnreachable:
                 return ServerUnreachable(
                     f"Cannot reach the v2 gRPC server at {self.url} ({what}): {message} "
@@ -401,6 +414,9 @@ class Predictor:
 
     def _lib(self) -> Any:
         if self.grpc:
+            from pipeserve._protos import share_inference_protos
+
+            share_inference_protos()  # kserve and tritonclient.grpc in one process
             import tritonclient.grpc as lib
         else:
             import tritonclient.http as lib

@@ -19,6 +19,12 @@ one handler only::
     ├── InferenceError                  500           the model itself failed
     └── ClusterError                    exit 1        no cluster, or the cluster refused
 
+Modules that need a more specific error subclass one of these next to the code that raises it:
+``kube.spec.DeploymentConfigError`` and ``kube.schema.ManifestInvalid`` (ConfigError),
+``serving.rest.RouteMethodNotAllowed`` (MethodNotAllowed), ``client.ServerUnreachable``,
+``serving.server.ServerStartError``, ``localrun.PipelineFailed`` and ``smoke.SmokeTestFailed``
+(PipeserveError, exit 1).
+
 Messages say what was expected, what was got, and how to fix it.
 """
 

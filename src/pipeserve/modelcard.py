@@ -29,6 +29,9 @@ SCHEMA_VERSION = 1
 ONNX_FILE = "model.onnx"
 SKOPS_FILE = "model.skops"
 TRITON_CONFIG_FILE = "config.pbtxt"
+# Keys of ModelCard.lineage that the manifest builder turns into annotations.
+LINEAGE_RUN_ID = "pipeline_run_id"
+LINEAGE_REVISION = "source_revision"
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class ModelCard:
         parity: Result of the ONNX vs scikit-learn parity check.
         files: sha256 of every file in the model directory except the card.
         created_at: ISO 8601 UTC timestamp.
-        lineage: Free-form provenance (pipeline run id, source revision).
+        lineage: Provenance: LINEAGE_RUN_ID (pipeline run id), LINEAGE_REVISION (source revision).
     """
 
     name: str
@@ -96,6 +99,12 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelCard:
+        version = raw.get("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise UserError(
+                f"Model card schema version {version!r} is not supported; this pipeserve reads version "
+                f"{SCHEMA_VERSION}. Use the pipeserve version that packaged the model, or re-package it."
+            )
         try:
             fields = dict(raw)
             fields["inputs"] = [TensorSpec(**t) for t in raw["inputs"]]

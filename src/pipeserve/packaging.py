@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import importlib.metadata
 import platform
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,11 +299,3 @@ def load_estimator(path: str | Path) -> Any:
         )
     return skops.io.load(path, trusted=sorted(untrusted))
 
-
-def copy_repository(src: str | Path, dst: str | Path) -> Path:
-    """Copy a model repository (e.g. out of a KFP artifact folder), replacing ``dst``."""
-    dst = Path(dst)
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst)
-    return dst

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,29 @@ class SmokeResult:
     seconds: float
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free TCP ports on 127.0.0.1, never 8080 (kubectl's fallback address).
+
+    The sockets stay open until all ports are chosen, so the ports differ from each other.
+    """
+    sockets: list[socket.socket] = []
+    try:
+        while len(sockets) < count:
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            if sock.getsockname()[1] == 8080:
+                sock.close()
+                continue
+            sockets.append(sock)
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """One free TCP port on 127.0.0.1 (never 8080)."""
+    return free_ports(1)[0]
 
 
 def smoke_inference(repository: Path, model: str, rows: np.ndarray, timeout: float = 30.0) -> SmokeResult:
@@ -49,14 +69,17 @@ def smoke_inference(repository: Path, model: str, rows: np.ndarray, timeout: flo
     cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(repository), "--http-port", str(port),
            "--log-level", "warning"]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    # The server's output goes to a file: an unread pipe could fill up and block the server.
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         with Predictor(url, model, timeout=5.0) as predictor:
-            while not _ready(predictor):
+            while not predictor.ready():
                 if proc.poll() is not None:
-                    raise SmokeTestFailed(f"`{' '.join(cmd[2:])}` exited with code {proc.returncode}: "
-                                          f"{(proc.stdout.read() if proc.stdout else '').strip()[-500:]}")
+                    log.seek(0)
+                    raise SmokeTestFailed(f"`{' '.join(cmd[3:])}` exited with code {proc.returncode}: "
+                                          f"{log.read().strip()[-500:]}")
                 if time.perf_counter() - t0 > timeout:
                     raise SmokeTestFailed(f"the local server was not ready within {timeout:.0f} s at {url}")
                 time.sleep(0.1)
@@ -73,10 +96,4 @@ def smoke_inference(repository: Path, model: str, rows: np.ndarray, timeout: flo
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def _ready(predictor: Any) -> bool:
-    try:
-        return bool(predictor.ready())
-    except PipeserveError:
-        return False
+        log.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,13 @@ from pipeserve.errors import ClusterError
 from pipeserve.kube import DeploymentSpec, build_inference_service
 from pipeserve.kube.client import smoke_infer
 from pipeserve.modelcard import read_card
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from pipeserve.smoke import free_port
 
 
 @pytest.fixture(scope="module")
 def runtime(iris_repo, tmp_path_factory):
     """`pipeserve serve` as the pipeserve-runtime container runs it, for an ISVC named iris-prod."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("runtime") / "server.log"
     # KServe mounts the repository at /mnt/models and passes these args (see manifests/runtime);
     # --host keeps the test on loopback.
@@ -66,4 +60,4 @@ def test_smoke_inference_failures_are_cluster_errors(runtime):
     with pytest.raises(ClusterError, match=r"v2/models/iris/infer failed: .*served models: iris-prod"):
         smoke_infer(runtime, "iris", 4)
     with pytest.raises(ClusterError, match="failed: Cannot reach the v2 server"):
-        smoke_infer(f"http://127.0.0.1:{_free_port()}", "iris-prod", 4, timeout_s=5)
+        smoke_infer(f"http://127.0.0.1:{free_port()}", "iris-prod", 4, timeout_s=5)

@@ -13,7 +13,8 @@ from pipeserve.kube import DeploymentSpec, build_inference_service
 from pipeserve.kube import schema
 from pipeserve.kube.schema import ManifestInvalid, validate, validate_all, validate_or_raise
 
-SPECS = Path("/work/shared/reference/specs")
+# The reference CRDs live in shared/ beside the checkout (CI lays a copy there too).
+SPECS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "specs"
 
 
 @pytest.fixture

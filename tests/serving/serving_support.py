@@ -5,19 +5,13 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (never 8080)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from pipeserve.smoke import free_port, free_ports  # noqa: F401  (free_port is used by the tests)
 
 
 @dataclass
@@ -69,8 +63,8 @@ def start_server(
     model_dir: Path, tmp_path: Path, *extra: str, grpc: bool = True, timeout: float = 60
 ) -> Server:
     """Start the real CLI on free ports and wait for its ready line."""
-    http_port = free_port()
-    grpc_port = free_port() if grpc else None
+    http_port, grpc_port = free_ports(2)
+    grpc_port = grpc_port if grpc else None
     args = ["serve", str(model_dir), "--http-port", str(http_port)]
     if grpc_port:
         args += ["--grpc-port", str(grpc_port)]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_support import cli, free_port, start_server
+from serving_support import cli, free_port, free_ports, start_server
 
 from pipeserve.modelcard import hash_files, read_card, write_card
 
@@ -131,7 +131,7 @@ def test_kserve_runtime_args_default_to_all_interfaces(tmp_path: Path) -> None:
 
 
 def test_kserve_runtime_args_serve_under_the_isvc_name(iris_repo: Path, tmp_path: Path) -> None:
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     log = tmp_path / "kserve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -263,17 +263,20 @@ def test_sigterm_lets_in_flight_requests_finish(iris_repo: Path, tmp_path: Path)
     body = header + x.tobytes()
     statuses: list = []
     done_at: list[float] = []
+    sent = threading.Semaphore(0)
 
     def big_request() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
         try:
             conn.request("POST", "/v2/models/iris/infer", body=body,
                          headers={"Inference-Header-Content-Length": str(len(header))})
+            sent.release()
             resp = conn.getresponse()
             out = json.loads(resp.read())
             done_at.append(time.monotonic())
             statuses.append((resp.status, out["outputs"][0]["shape"]))
         except Exception as exc:
+            sent.release()
             statuses.append(repr(exc))
         finally:
             conn.close()
@@ -281,7 +284,8 @@ def test_sigterm_lets_in_flight_requests_finish(iris_repo: Path, tmp_path: Path)
     threads = [threading.Thread(target=big_request) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.3)  # requests sent and being processed
+    for _ in threads:  # every body is on the wire (no fixed sleep: the machine may be slow)
+        assert sent.acquire(timeout=60)
     term_at = time.monotonic()
     code = server.stop(timeout=60)
     for t in threads:

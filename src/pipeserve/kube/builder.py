@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pipeserve.kube.spec import DeploymentConfigError, DeploymentSpec, check_name
-from pipeserve.modelcard import ONNX_FILE, ModelCard
+from pipeserve.modelcard import LINEAGE_REVISION, LINEAGE_RUN_ID, ONNX_FILE, ModelCard
 
 ANNOTATION_PREFIX = "pipeserve.dev/"
 PART_OF = "pipeserve"
@@ -64,6 +64,9 @@ def build_inference_service(card: ModelCard, storage_uri: str, spec: DeploymentS
             directory that the target cannot serve.
     """
     from kubernetes import client as k8s
+    from pipeserve._protos import share_inference_protos
+
+    share_inference_protos()  # kserve and tritonclient.grpc in one process
     from kserve import (
         V1beta1AutoScalingSpec,
         V1beta1ExternalMetrics,
@@ -236,10 +239,10 @@ def lineage_annotations(card: ModelCard, spec: DeploymentSpec, artifact: str | N
         out[ANNOTATION_PREFIX + "metrics"] = json.dumps(metrics, sort_keys=True, separators=(",", ":"))
     if card.data.get("fingerprint"):
         out[ANNOTATION_PREFIX + "data-fingerprint"] = str(card.data["fingerprint"])
-    run_id = spec.pipeline_run_id or card.lineage.get("pipeline_run_id") or card.lineage.get("run_id")
+    run_id = spec.pipeline_run_id or card.lineage.get(LINEAGE_RUN_ID)
     if run_id:
         out[ANNOTATION_PREFIX + "pipeline-run-id"] = str(run_id)
-    revision = spec.source_revision or card.lineage.get("source_revision") or card.lineage.get("git_sha")
+    revision = spec.source_revision or card.lineage.get(LINEAGE_REVISION)
     if revision:
         out[ANNOTATION_PREFIX + "source-revision"] = str(revision)
     return out
@@ -336,6 +339,9 @@ def to_yaml(doc_or_docs: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> str
 
 
 def _serialize(obj: Any) -> dict[str, Any]:
+    from pipeserve._protos import share_inference_protos
+
+    share_inference_protos()  # kserve and tritonclient.grpc in one process
     from kserve.api_client import ApiClient
 
     return ApiClient().sanitize_for_serialization(obj)

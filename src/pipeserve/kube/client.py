@@ -167,6 +167,9 @@ class Cluster:
             raise ClusterError(f"Cannot delete InferenceService {name}: {_short(exc)}") from exc
 
     def _kserve(self) -> Any:
+        from pipeserve._protos import share_inference_protos
+
+        share_inference_protos()  # kserve and tritonclient.grpc in one process
         from kserve import KServeClient
 
         self._require()

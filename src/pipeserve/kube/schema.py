@@ -383,6 +383,9 @@ _PRIMITIVES = {"str", "int", "float", "bool", "object", "date", "datetime", "lon
 
 @functools.cache
 def _sdk_class(type_name: str) -> Any:
+    from pipeserve._protos import share_inference_protos
+
+    share_inference_protos()  # kserve and tritonclient.grpc in one process
     import kserve.models
     import kubernetes.client.models
 

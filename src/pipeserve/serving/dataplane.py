@@ -26,8 +26,6 @@ from pipeserve.serving.backends import Backend, open_backend
 
 SERVER_NAME = "pipeserve"
 EXTENSIONS = ["binary_tensor_data"]
-#: Estimators that take NaN as "missing" (in scikit-learn and in their ONNX conversion).
-NAN_TOLERANT_ESTIMATORS = frozenset({"HistGradientBoostingClassifier", "HistGradientBoostingRegressor"})
 #: Wire datatypes accepted for an input declared with the key datatype (converted losslessly enough).
 ACCEPTED_DATATYPES = {"FP32": ("FP32", "FP64"), "FP64": ("FP64", "FP32")}
 
@@ -104,9 +102,8 @@ class ServedModel:
         self.input = card.inputs[0]
         self.output_specs = {o.name: o for o in card.outputs}
         self.default_outputs = [RequestedOutput(o.name) for o in card.outputs]
-        est_class = str(card.estimator.get("class", "")).rsplit(".", 1)[-1]
-        # The card says whether the estimator takes NaN; older cards: known NaN-tolerant classes.
-        self.allow_nan = bool(card.estimator.get("accepts_nan", est_class in NAN_TOLERANT_ESTIMATORS))
+        # The card says whether the estimator takes NaN (pipeserve.training.ACCEPTS_NAN).
+        self.allow_nan = bool(card.estimator.get("accepts_nan", False))
         self.accepted_datatypes = ACCEPTED_DATATYPES.get(self.input.datatype, (self.input.datatype,))
         lineage: dict[str, Any] = {
             "task": card.task,
