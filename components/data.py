@@ -19,7 +19,7 @@ def load_data(
     task: str = "",
     test_size: float = 0.2,
     random_state: int = 42,
-) -> NamedTuple("DataInfo", task=str, target=str, rows=int, fingerprint=str):
+) -> NamedTuple("DataInfo", [("task", str), ("target", str), ("rows", int), ("fingerprint", str)]):
     """Load a built-in dataset or a CSV/Parquet table and split it deterministically.
 
     Args:

@@ -33,7 +33,7 @@ def train_and_serve(
     storage_uri: str = "",
     triton_max_batch_size: int = 0,
     source_revision: str = "",
-) -> NamedTuple("Outputs", packaged_model=Model, inference_service=Artifact):
+) -> NamedTuple("Outputs", [("packaged_model", Model), ("inference_service", Artifact)]):
     """Train and package a model and emit its InferenceService.
 
     Args:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ def fresh(tmp_path_factory):
     return out
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="the component pins are the installed versions, older on "
+                    "Python 3.10 (numpy 2.2, scikit-learn 1.7): the committed pipeline is compiled on 3.11+")
 def test_compiled_pipeline_is_current(fresh):
     """Fails when the pipeline, a component or the embedded library changed without `make compile`."""
     assert normalize_compiled((fresh / "p.yaml").read_text()) == normalize_compiled(COMPILED.read_text()), (
