@@ -185,3 +185,11 @@ def run_wrk(url: str, body: Body, connections: int, duration: float, threads: in
 def wrk_version() -> str:
     proc = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
     return (proc.stdout + proc.stderr).splitlines()[0].split(" Copyright")[0].strip()
+
+
+def start_v2_server(name: str, cmd: list[str], http_port: int, log_dir: Path, timeout: float = 90) -> Server:
+    """Start a v2 server (pipeserve, KServe, ...) on 127.0.0.1:http_port and wait for /v2/health/ready."""
+    base = f"http://127.0.0.1:{http_port}"
+    server = Server(name, cmd, f"{base}/v2/health/ready", base, log_dir / f"{name}.log")
+    server.start(timeout=timeout)
+    return server

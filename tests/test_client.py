@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.harness import Server  # the benchmark's launcher also starts the KServe app
+from benchmarks.harness import start_v2_server  # the benchmark's launcher also starts the KServe app
 from pipeserve.smoke import free_port, free_ports
 from pipeserve.client import ModelMetadata, Predictor, ServerUnreachable, TensorMetadata
 from pipeserve.errors import InferenceError, InvalidInput, NotFound, PipeserveError, UserError
@@ -34,20 +34,13 @@ def repo(iris_repo: Path, diabetes_repo: Path, tmp_path_factory: pytest.TempPath
     return out
 
 
-def _start(name: str, cmd: list[str], http_port: int, log_dir: Path) -> Server:
-    base = f"http://127.0.0.1:{http_port}"
-    server = Server(name, cmd, f"{base}/v2/health/ready", base, log_dir / f"{name}.log")
-    server.start(timeout=90)
-    return server
-
-
 @pytest.fixture(scope="module")
 def pipeserve_server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """`pipeserve serve` (REST + gRPC); yields (rest url, grpc address)."""
     http_port, grpc_port = free_ports(2)
     cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(repo), "--http-port", str(http_port),
            "--grpc-port", str(grpc_port), "--log-level", "warning"]
-    server = _start("pipeserve", cmd, http_port, tmp_path_factory.mktemp("logs"))
+    server = start_v2_server("pipeserve", cmd, http_port, tmp_path_factory.mktemp("logs"))
     yield server.base_url, f"127.0.0.1:{grpc_port}"
     server.stop()
 
@@ -58,7 +51,7 @@ def kserve_server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     http_port, grpc_port = free_ports(2)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "apps" / "kserve_app.py"), str(repo),
            "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
-    server = _start("kserve", cmd, http_port, tmp_path_factory.mktemp("logs"))
+    server = start_v2_server("kserve", cmd, http_port, tmp_path_factory.mktemp("logs"))
     yield server.base_url, f"127.0.0.1:{grpc_port}"
     server.stop()
 
@@ -129,7 +122,7 @@ def string_label_server(tmp_path_factory: pytest.TempPathFactory):  # type: igno
     http_port, grpc_port = free_ports(2)
     cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(tmp / "repo"), "--http-port", str(http_port),
            "--grpc-port", str(grpc_port), "--log-level", "warning"]
-    server = _start("pipeserve-species", cmd, http_port, tmp)
+    server = start_v2_server("pipeserve-species", cmd, http_port, tmp)
     yield (server.base_url, f"127.0.0.1:{grpc_port}"), fit
     server.stop()
 
@@ -202,7 +195,7 @@ def test_model_discovery_over_rest(pipeserve_server, repo, tmp_path) -> None:
     http_port = free_port()
     cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(repo / "iris"), "--http-port", str(http_port),
            "--log-level", "warning"]
-    server = _start("pipeserve-single", cmd, http_port, tmp_path)
+    server = start_v2_server("pipeserve-single", cmd, http_port, tmp_path)
     try:
         with Predictor(server.base_url) as p:
             assert p.model == "iris"

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.harness import Server  # the benchmark's launcher also starts the KServe app
+from benchmarks.harness import start_v2_server  # the benchmark's launcher also starts the KServe app
 from pipeserve.smoke import free_port, free_ports
 from pipeserve.cli.main import main
 from pipeserve.cli.predict import format_json_lines, format_table
@@ -26,19 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 ROWS = "[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]"
 
 
-def _start(name: str, cmd: list[str], http_port: int, log_dir: Path) -> Server:
-    base = f"http://127.0.0.1:{http_port}"
-    server = Server(name, cmd, f"{base}/v2/health/ready", base, log_dir / f"{name}.log")
-    server.start(timeout=90)
-    return server
-
-
 @pytest.fixture(scope="module")
 def server(iris_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     http_port, grpc_port = free_ports(2)
     cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(iris_repo), "--http-port", str(http_port),
            "--grpc-port", str(grpc_port), "--log-level", "warning"]
-    proc = _start("pipeserve", cmd, http_port, tmp_path_factory.mktemp("logs"))
+    proc = start_v2_server("pipeserve", cmd, http_port, tmp_path_factory.mktemp("logs"))
     yield {"rest": proc.base_url, "grpc": f"127.0.0.1:{grpc_port}"}
     proc.stop()
 
@@ -158,7 +151,7 @@ def test_against_kserve(iris_repo, iris_fit, capsys, tmp_path) -> None:
     http_port, grpc_port = free_ports(2)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "apps" / "kserve_app.py"), str(iris_repo),
            "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
-    kserve = _start("kserve", cmd, http_port, tmp_path)
+    kserve = start_v2_server("kserve", cmd, http_port, tmp_path)
     try:
         for extra in ([], ["--binary"]):
             code, out, err = run(capsys, "iris", "--url", kserve.base_url, *extra, "--output", "json", ROWS)
