@@ -25,3 +25,27 @@ def load_estimators(repo: str | Path) -> dict[str, tuple[Any, dict[str, Any]]]:
         estimator = load_estimator(model_dir / card.version / SKOPS_FILE)  # the same allow-list as pipeserve
         out[card.name] = (estimator, card.to_dict())
     return out
+
+
+def baseline_options(description: str) -> tuple[Any, dict[str, Any]]:
+    """Parse ``REPO --host --port`` (the baselines' shared CLI) and load the repository's estimators."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("repo")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    opts = parser.parse_args()
+    return opts, {name: est for name, (est, _card) in load_estimators(opts.repo).items()}
+
+
+async def serve_lifespan(receive: Any, send: Any) -> None:
+    """Answer an ASGI lifespan scope: accept startup and shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -17,14 +16,9 @@ def main() -> None:
     import numpy as np
     from flask import Flask, jsonify, request
 
-    from common import load_estimators
+    from common import baseline_options
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("repo")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    opts = parser.parse_args()
-    models = {name: est for name, (est, _card) in load_estimators(opts.repo).items()}
+    opts, models = baseline_options(__doc__.splitlines()[0])
     default = next(iter(models))
 
     app = Flask(__name__)

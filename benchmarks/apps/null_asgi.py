@@ -7,20 +7,21 @@ answers a fixed small v2-shaped JSON response. Nothing can serve a model faster 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import serve_lifespan  # noqa: E402  (common imports nothing heavy at module level)
 
 BODY = b'{"model_name":"null","outputs":[{"name":"label","datatype":"INT64","shape":[1],"data":[0]}]}'
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
 
 
 async def app(scope, receive, send):
-    if scope["type"] != "http":  # lifespan: accept startup/shutdown
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    if scope["type"] != "http":
+        await serve_lifespan(receive, send)
+        return
     more = True
     while more:  # drain the body like a real server must
         message = await receive()

@@ -7,11 +7,12 @@ uvicorn (uvloop + httptools) + orjson that takes a v2 JSON infer request, calls 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import serve_lifespan  # noqa: E402
 
 
 def make_app(estimators):
@@ -22,13 +23,8 @@ def make_app(estimators):
 
     async def app(scope, receive, send):
         if scope["type"] != "http":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         chunks, more = [], True
         while more:
             message = await receive()
@@ -57,14 +53,9 @@ def make_app(estimators):
 def main() -> None:
     import uvicorn
 
-    from common import load_estimators
+    from common import baseline_options
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("repo")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    opts = parser.parse_args()
-    estimators = {name: est for name, (est, _card) in load_estimators(opts.repo).items()}
+    opts, estimators = baseline_options(__doc__.splitlines()[0])
     uvicorn.run(make_app(estimators), host=opts.host, port=opts.port, loop="uvloop",
                 http="httptools", log_level="warning", access_log=False)
 
