@@ -14,6 +14,10 @@ TOOLS_BIN := $(CURDIR)/.tools/bin
 CHECKOV_VERSION ?= 3.3.30
 CHECKOV_VENV := .tools/checkov-venv
 export CHECKOV_VERSION CHECKOV_VENV
+# KServe 0.21's default Triton (23.05) runs ONNX Runtime 1.15.0: the compatibility tests load every
+# packaged model in it, from its own venv (Python 3.11: 1.15.0 has no newer wheels).
+ORT_COMPAT_VENV := .tools/onnxruntime-1.15.0
+ORT_COMPAT_PYTHON ?= python3.11
 
 .PHONY: help run test compile serve bench tools lint-k8s check-pythons clean
 
@@ -25,7 +29,7 @@ help: ## Show this help.
 run: $(VENV)/.installed ## Train, evaluate, package and emit an InferenceService locally (iris) into build/.
 	$(BIN)/pipeserve run --output $(OUT)
 
-test: $(VENV)/.installed $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) ## Run the test suite (no cluster needed).
+test: $(VENV)/.installed $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) $(ORT_COMPAT_VENV)/.installed ## Run the test suite (no cluster needed).
 	PATH="$(TOOLS_BIN):$$PATH" $(BIN)/python -m pytest
 
 compile: $(VENV)/.installed ## Compile the pipeline to pipelines/train_and_serve.yaml (upload it in the KFP UI).
@@ -64,4 +68,9 @@ $(TOOLS_BIN)/.installed: scripts/get_k8s_tools.py $(VENV)/.installed
 $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov==$(CHECKOV_VERSION)"
+	touch $@
+
+$(ORT_COMPAT_VENV)/.installed: tests/compat/onnxruntime-1.15.0.txt
+	$(ORT_COMPAT_PYTHON) -m venv $(ORT_COMPAT_VENV)
+	$(ORT_COMPAT_VENV)/bin/python -m pip install --quiet --no-deps -r tests/compat/onnxruntime-1.15.0.txt
 	touch $@

@@ -18,6 +18,7 @@ def emit_inference_service(
     min_replicas: int = 1,
     max_replicas: int = 3,
     storage_uri: str = "",
+    runtime_version: str = "",
 ) -> str:
     """Render a KServe InferenceService (YAML) that serves the packaged model.
 
@@ -31,6 +32,8 @@ def emit_inference_service(
         max_replicas: Maximum replicas.
         storage_uri: Where KServe downloads the model; empty to use the artifact's own URI
             (KFP's ``minio://`` is rewritten to ``s3://``).
+        runtime_version: Image tag of the serving runtime (e.g. Triton ``24.08-py3``); empty for
+            the cluster's default. The model must load in it (checked).
 
     Returns:
         The storageUri written into the manifest.
@@ -44,7 +47,8 @@ def emit_inference_service(
     card = read_card(Path(packaged_model.path) / model_name)
     uri = storage_uri or storage_uri_for(packaged_model.uri)
     spec = DeploymentSpec.from_options(target=target, namespace=namespace,
-                                       min_replicas=min_replicas, max_replicas=max_replicas)
+                                       min_replicas=min_replicas, max_replicas=max_replicas,
+                                       runtime_version=runtime_version)
     with open(manifest.path, "w") as fh:
         fh.write(to_yaml(build_inference_service(card, uri, spec)))
     manifest.metadata.update({"kind": "InferenceService", "storageUri": uri, "target": target})

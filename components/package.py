@@ -20,6 +20,8 @@ def package(
     triton_max_batch_size: int = 0,
     pipeline_run: str = "",
     source_revision: str = "",
+    serving_target: str = "triton-gpu",
+    runtime_version: str = "",
 ):
     """Convert to ONNX, check parity with scikit-learn, and write a Triton model repository.
 
@@ -37,10 +39,13 @@ def package(
         triton_max_batch_size: Triton max_batch_size; 0 disables Triton's batching.
         pipeline_run: Pipeline run id, recorded as lineage.
         source_revision: Source revision (e.g. git SHA), recorded as lineage.
+        serving_target: Where the model will be served; the ONNX file is converted for the ONNX
+            Runtime of that target's runtime image.
+        runtime_version: Image tag of that runtime; empty for what stock KServe 0.21 runs.
     """
     import json
 
-    from pipeserve import data, packaging, training
+    from pipeserve import data, packaging, runtimes, training
 
     task, target = test_data.metadata["task"], test_data.metadata["target"]
     fitted = packaging.load_estimator(model.path)
@@ -58,6 +63,7 @@ def package(
         data=dict(train_data.metadata["lineage"]),
         lineage=lineage,
         max_batch_size=triton_max_batch_size,
+        onnx_target=runtimes.onnx_target(runtimes.runtime_for_target(serving_target), runtime_version or None),
     )
     card = packaging.package_model(fitted, X_test, request, packaged_model.path)
     packaged_model.metadata.update({

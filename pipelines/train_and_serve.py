@@ -27,6 +27,7 @@ def train_and_serve(
     test_size: float = 0.2,
     random_state: int = 42,
     serving_target: str = "triton-gpu",
+    runtime_version: str = "",
     namespace: str = "",
     min_replicas: int = 1,
     max_replicas: int = 3,
@@ -47,6 +48,8 @@ def train_and_serve(
         test_size: Fraction held out for evaluation and the parity check.
         random_state: Seed of the split.
         serving_target: triton-gpu, triton-cpu or pipeserve.
+        runtime_version: Image tag of the serving runtime (e.g. Triton 24.08-py3); empty for what
+            stock KServe 0.21 runs. The ONNX file is converted for that image's ONNX Runtime.
         namespace: Namespace of the InferenceService.
         min_replicas: Minimum replicas.
         max_replicas: Maximum replicas.
@@ -70,6 +73,8 @@ def train_and_serve(
         triton_max_batch_size=triton_max_batch_size,
         pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         source_revision=source_revision,
+        serving_target=serving_target,
+        runtime_version=runtime_version,
     )
     emit_task = emit_inference_service(
         packaged_model=package_task.outputs["packaged_model"],
@@ -79,6 +84,7 @@ def train_and_serve(
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         storage_uri=storage_uri,
+        runtime_version=runtime_version,
     )
     from collections import namedtuple
 

@@ -74,6 +74,9 @@ class ModelCard:
         files: sha256 of every file in the model directory except the card.
         created_at: ISO 8601 UTC timestamp.
         lineage: Provenance: LINEAGE_RUN_ID (pipeline run id), LINEAGE_REVISION (source revision).
+        onnx: What the ONNX file needs to load: ``ir_version``, ``opsets`` (``ai.onnx``,
+            ``ai.onnx.ml``), ``min_onnxruntime``, and ``packaged_for`` (the runtime image it was
+            converted for); see :mod:`pipeserve.runtimes`. Empty in cards written before 0.2.
     """
 
     name: str
@@ -89,6 +92,7 @@ class ModelCard:
     files: dict[str, str]
     created_at: str
     lineage: dict[str, str] = field(default_factory=dict)
+    onnx: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeserve import runtimes
 from pipeserve.catalog import CLASSIFICATION
 from pipeserve.errors import ConfigError, IntegrityError, ParityError
 from pipeserve.modelcard import (
@@ -63,6 +64,8 @@ class PackageRequest:
         lineage: Provenance (pipeline run id, source revision), optional.
         max_batch_size: Triton ``max_batch_size``; 0 disables Triton batching (any row count per
             request); > 0 turns on dynamic batching and caps rows per request at that number.
+        onnx_target: The runtime the ONNX file must load in; None means KServe's default Triton
+            (see :func:`pipeserve.runtimes.onnx_target`).
     """
 
     name: str
@@ -74,6 +77,7 @@ class PackageRequest:
     data: dict[str, Any]
     lineage: dict[str, str] | None = None
     max_batch_size: int = 0
+    onnx_target: runtimes.OnnxTarget | None = None
 
 
 def _check_request(req: PackageRequest) -> None:
@@ -106,17 +110,25 @@ def signature(model: Any, task: str, n_features: int, feature_names: list[str]) 
     ]
 
 
-def to_onnx(model: Any, task: str, n_features: int) -> Any:
-    """Convert with skl2onnx: input ``input``; outputs ``label``+``probabilities`` (no ZipMap) or ``prediction`` [N]."""
+def to_onnx(model: Any, task: str, n_features: int, target: runtimes.OnnxTarget | None = None) -> Any:
+    """Convert with skl2onnx for ``target`` (default: KServe's Triton), stamped with opsets it loads.
+
+    Input ``input``; outputs ``label`` + ``probabilities`` (no ZipMap) or ``prediction`` [N].
+
+    Raises:
+        ConfigError: skl2onnx cannot convert the model, or not within the target's opsets.
+    """
     import onnx
     from onnx import helper
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
+    target = target or runtimes.onnx_target()
     options = {id(model): {"zipmap": False}} if task == CLASSIFICATION else None
     try:
         onx = convert_sklearn(
-            model, initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))], options=options
+            model, initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))], options=options,
+            target_opset=target.converter_opsets(),
         )
     except Exception as exc:  # skl2onnx raises bare RuntimeError/NameError for unsupported models
         raise ConfigError(f"skl2onnx cannot convert {type(model).__name__}: {exc}") from exc
@@ -137,6 +149,8 @@ def to_onnx(model: Any, task: str, n_features: int) -> Any:
         del graph.output[:]
         graph.output.append(helper.make_tensor_value_info(REGRESSION_OUTPUT, onnx.TensorProto.FLOAT, [None]))
     onnx.checker.check_model(onx)
+    # skl2onnx falls back to newer opsets for operators it cannot write in older ones: catch that here.
+    runtimes.check_loadable(runtimes.requirements(onx), target, f"{type(model).__name__} ({task})")
     return onx
 
 
@@ -246,7 +260,8 @@ def package_model(model: Any, X_test: np.ndarray, request: PackageRequest, repos
     repository.mkdir(parents=True, exist_ok=True)
     n_features = len(request.feature_names)
     inputs, outputs = signature(model, request.task, n_features, request.feature_names)
-    onx = to_onnx(model, request.task, n_features)
+    target = request.onnx_target or runtimes.onnx_target()
+    onx = to_onnx(model, request.task, n_features, target)
     onnx_bytes = onx.SerializeToString()
     parity = parity_check(onnx_bytes, model, X_test, request.task)
 
@@ -272,6 +287,7 @@ def package_model(model: Any, X_test: np.ndarray, request: PackageRequest, repos
             files=hash_files(staging),
             created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             lineage=dict(request.lineage or {}),
+            onnx={**runtimes.requirements(onx), "packaged_for": target.label},
         )
         write_card(staging, card)
         final = repository / request.name

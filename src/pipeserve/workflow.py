@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeserve import data as data_mod
-from pipeserve import evaluation, packaging, training
+from pipeserve import evaluation, packaging, runtimes, training
 from pipeserve.modelcard import ModelCard
 
 
@@ -53,6 +53,8 @@ def fit_and_package(
     random_state: int = 42,
     max_batch_size: int = 0,
     lineage: dict[str, str] | None = None,
+    serving_target: str = "triton-gpu",
+    runtime_version: str | None = None,
 ) -> FitResult:
     """Train a catalogue estimator on a dataset and package it into ``repository``.
 
@@ -69,7 +71,11 @@ def fit_and_package(
         random_state: Seed of the split.
         max_batch_size: Triton max_batch_size (0: no Triton batching).
         lineage: Provenance recorded in the card.
+        serving_target: Where the model will be served (triton-gpu, triton-cpu, pipeserve,
+            sklearnserver): the ONNX file is converted for that runtime's ONNX Runtime.
+        runtime_version: The runtime's image tag (default: what stock KServe 0.21 runs).
     """
+    onnx_target = runtimes.onnx_target(runtimes.runtime_for_target(serving_target), runtime_version)
     ds = data_mod.load_dataset(source, target=target, task=task)
     split = data_mod.split_dataset(ds, test_size=test_size, random_state=random_state)
     estimator = estimator or training.DEFAULT_ESTIMATOR[ds.task]
@@ -86,6 +92,7 @@ def fit_and_package(
         data=data_lineage(ds, test_size, random_state),
         lineage=lineage,
         max_batch_size=max_batch_size,
+        onnx_target=onnx_target,
     )
     card = packaging.package_model(model, split.X_test, request, repository)
     return FitResult(card, split, result, Path(repository) / name, model)

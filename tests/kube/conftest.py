@@ -28,6 +28,8 @@ def make_card(name: str = "iris", **overrides) -> ModelCard:
         files={"config.pbtxt": "a" * 64, "1/model.onnx": "b" * 64, "1/model.skops": "c" * 64},
         created_at="2026-11-25T00:00:00Z",
         lineage={"pipeline_run_id": "run-42", "source_revision": "0123abc"},
+        onnx={"ir_version": 8, "opsets": {"ai.onnx": 18, "ai.onnx.ml": 1}, "min_onnxruntime": "1.14",
+              "packaged_for": "kserve-tritonserver:23.05-py3"},
     )
     fields.update(overrides)
     return ModelCard(**fields)

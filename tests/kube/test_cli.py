@@ -61,6 +61,7 @@ def test_manifest_writes_a_file_with_credentials(capsys, iris_repo, tmp_path, mo
         (["--s3-endpoint", "minio:9000"], "need --s3-credentials NAME"),
         (["--s3-credentials", "creds"], "need both an access key id and a secret access key"),
         (["--model", "wine"], "No model 'wine' in the repository; it holds: iris"),
+        (["--runtime-version", "22.01-py3"], "Unknown kserve-tritonserver image tag '22.01-py3'"),
     ],
 )
 def test_manifest_bad_options_fail_in_one_line_with_exit_2(capsys, iris_repo, monkeypatch, argv, message):

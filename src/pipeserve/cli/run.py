@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     target.add_argument("--cpu", action="store_true", help="serve the ONNX model on Triton without a GPU")
     target.add_argument("--serving-target", choices=SERVING_TARGETS, default=None,
                         help="default: triton-gpu (ONNX on kserve-tritonserver with one GPU)")
+    serving.add_argument("--runtime-version", default="", metavar="TAG",
+                         help="image tag of the serving runtime, e.g. Triton 24.08-py3; the ONNX file is "
+                         "converted for the ONNX Runtime in it (default: 23.05-py3, what KServe 0.21 runs)")
     serving.add_argument("--namespace", default="", help="namespace of the InferenceService")
     serving.add_argument("--min-replicas", type=int, default=1)
     serving.add_argument("--max-replicas", type=int, default=3)
@@ -66,8 +69,12 @@ def _validate(args: argparse.Namespace) -> tuple[str, str]:
     data.split_dataset(ds, test_size=args.test_size, random_state=args.seed)
     training.make_estimator(ds.task, args.estimator or training.DEFAULT_ESTIMATOR[ds.task],
                             training.parse_params(args.param))
-    DeploymentSpec.from_options(target=_serving_target(args), namespace=args.namespace,
-                                min_replicas=args.min_replicas, max_replicas=args.max_replicas)
+    spec = DeploymentSpec.from_options(target=_serving_target(args), namespace=args.namespace,
+                                       min_replicas=args.min_replicas, max_replicas=args.max_replicas,
+                                       runtime_version=args.runtime_version)
+    from pipeserve import runtimes
+
+    runtimes.onnx_target(spec.runtime, spec.runtime_version)
     name = args.model_name or default_model_name(args.dataset)
     from pipeserve.packaging import PackageRequest, _check_request
 
@@ -98,6 +105,7 @@ def _run(args: argparse.Namespace) -> int:
         "test_size": args.test_size,
         "random_state": args.seed,
         "serving_target": _serving_target(args),
+        "runtime_version": args.runtime_version,
         "namespace": args.namespace,
         "min_replicas": args.min_replicas,
         "max_replicas": args.max_replicas,
@@ -152,6 +160,7 @@ def _summary(result, arguments: dict, cwd: Path) -> None:  # type: ignore[no-unt
 Model {card.name} v{card.version}: {card.estimator['name']} ({card.task}), in {result.seconds:.1f} s
   metrics            {metrics}
   model repository   {_rel(result.model_dir, cwd)}/  (ONNX for Triton, skops, model-card.json; parity: {parity_txt})
+  ONNX               IR {card.onnx['ir_version']}, opset {card.onnx['opsets'].get('ai.onnx')}, loads in ONNX Runtime >= {card.onnx['min_onnxruntime']} (packaged for {card.onnx['packaged_for']})
   InferenceService   {manifest}  ({arguments['serving_target']}, storageUri {arguments['storage_uri']})
   model card         {_rel(result.model_dir.parent.parent / 'model-card.md', cwd)}
   KFP log            {_rel(result.log, cwd)}

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pipeserve import runtimes
 from pipeserve.kube.spec import DeploymentConfigError, DeploymentSpec, check_name
 from pipeserve.modelcard import LINEAGE_REVISION, LINEAGE_RUN_ID, ONNX_FILE, ModelCard
 
@@ -62,6 +63,7 @@ def build_inference_service(card: ModelCard, storage_uri: str, spec: DeploymentS
     Raises:
         DeploymentConfigError: a refused combination, a bad name or storage URI, or a model
             directory that the target cannot serve.
+        RuntimeIncompatible: the runtime's ONNX Runtime cannot load the model's ONNX file.
     """
     from kubernetes import client as k8s
     from pipeserve._protos import share_inference_protos
@@ -85,6 +87,9 @@ def build_inference_service(card: ModelCard, storage_uri: str, spec: DeploymentS
     name = spec.name or card.name
     check_name(name)
     _check_storage_uri(storage_uri)
+    if runtimes.loads_onnx(spec.runtime):
+        target = runtimes.onnx_target(spec.runtime, spec.runtime_version)
+        runtimes.check_loadable(card.onnx, target, f"{card.name} v{card.version}")
     model_uri = storage_uri
     model_format = V1beta1ModelFormat(name="onnx", version="1")
     artifact = _find_file(card, ONNX_FILE)

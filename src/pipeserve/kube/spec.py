@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeserve.errors import ConfigError
+from pipeserve.runtimes import TARGET_RUNTIMES
 
-TARGETS = ("triton-gpu", "triton-cpu", "pipeserve", "sklearnserver")
+TARGETS = tuple(TARGET_RUNTIMES)
 MODES = ("Standard", "Knative")
 # "kpa" is implicit in Knative mode (KServe writes no autoscalerClass annotation for it).
 AUTOSCALERS = ("hpa", "kpa", "keda", "none")
@@ -37,12 +38,6 @@ DEFAULT_SCALE_TARGETS = {
     "triton-queue-time": 50,  # average queue time per request, milliseconds
 }
 
-RUNTIMES = {
-    "triton-gpu": "kserve-tritonserver",
-    "triton-cpu": "kserve-tritonserver",
-    "pipeserve": "pipeserve-runtime",
-    "sklearnserver": "kserve-sklearnserver",
-}
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 # Label set by NVIDIA GPU feature discovery (GPU operator) on every GPU node.
 DEFAULT_GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
@@ -221,7 +216,7 @@ class DeploymentSpec:
     @property
     def runtime(self) -> str:
         """Name of the (Cluster)ServingRuntime the target pins."""
-        return RUNTIMES[self.target]
+        return TARGET_RUNTIMES[self.target]
 
     def resolved(self) -> DeploymentSpec:
         """Return a copy with every None default filled in for this target and mode (checked)."""
