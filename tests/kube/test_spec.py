@@ -12,7 +12,7 @@ REFUSED = {
         dict(canary_traffic_percent=10),
         "canaryTrafficPercent splits traffic between Knative revisions and is only honoured in Knative mode",
     ),
-    "minReplicas 0 with HPA": (dict(min_replicas=0), "minReplicas 0 (scale to zero) is impossible with the hpa autoscaler"),
+    "minReplicas 0 with HPA": (dict(min_replicas=0), "min_replicas 0 (scale to zero) is impossible with the hpa autoscaler"),
     "no replicas at all": (
         dict(autoscaler="none", min_replicas=0, max_replicas=0), "max_replicas must be at least 1",
     ),

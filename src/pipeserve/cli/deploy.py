@@ -47,10 +47,10 @@ def _run(args: argparse.Namespace) -> int:
     from pipeserve.kube import to_yaml
     from pipeserve.kube.client import FIELD_MANAGER, Cluster, smoke_infer
 
-    docs, notes, card = render(args)
-    for note in notes:
+    rendered = render(args)
+    for note in rendered.warnings:
         _say(f"warning: {note}")
-    isvc = docs[-1]
+    docs, card, isvc = rendered.documents, rendered.card, rendered.inference_service
     if args.dry_run:
         names = ", ".join(f"{d['kind']}/{d['metadata']['name']}" for d in docs)
         _say(f"dry run: would server-side apply (field manager {FIELD_MANAGER}) {names}")

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from pipeserve.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
-    from pipeserve.modelcard import ModelCard
+    from pipeserve.kube.render import Rendered
 
 _EPILOG = """\
 examples:
@@ -122,92 +122,40 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     s3.add_argument("--s3-no-https", action="store_true", help="The endpoint speaks plain HTTP.")
 
 
-_SPEC_ARGS = (
-    "target", "name", "namespace", "mode", "autoscaler", "scale_metric", "scale_target", "min_replicas",
-    "max_replicas", "gpus", "gpu_resource", "runtime_class_name", "cpu_request", "cpu_limit", "memory_request",
-    "memory_limit", "canary_traffic_percent", "service_account_name", "runtime_version", "prometheus_url",
-    "prometheus_scraping", "pipeline_run_id", "source_revision",
-)
-
-
-def render(
-    args: argparse.Namespace, environ: dict[str, str] | None = None
-) -> tuple[list[dict[str, Any]], list[str], ModelCard]:
-    """Build and strictly validate the documents the options describe.
+def render(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Rendered:
+    """Render and check the documents the parsed `manifest`/`deploy` options describe.
 
     Args:
-        args: Parsed `manifest`/`deploy` arguments.
+        args: Parsed arguments.
         environ: Where the S3 keys are read from (default: ``os.environ``, read here, not at import).
-
-    Returns:
-        ``(documents, warnings, card)``: the documents are Secret + ServiceAccount first when asked
-        for, then the InferenceService.
-
-    Raises:
-        UserError: bad model path, options or a manifest that fails the strict checks.
     """
+    import dataclasses
     import os
 
-    from pipeserve.kube import DeploymentSpec, build_inference_service, build_s3_credentials
-    from pipeserve.kube.schema import validate_all
-    from pipeserve.modelcard import find_model_dirs, read_card, verify_files
+    from pipeserve.kube import DeploymentSpec
+    from pipeserve.kube.render import S3Credentials, render_documents, select_model
 
-    model_dir = _pick_model(find_model_dirs(args.model_path), args.model)
-    card = read_card(model_dir)
-    # The manifest advertises the artifact sha256s; refuse to advertise files that changed.
-    verify_files(model_dir, card)
-    options = {k: getattr(args, k) for k in _SPEC_ARGS}
-    docs: list[dict[str, Any]] = []
+    _, card = select_model(args.model_path, args.model)
+    names = [f.name for f in dataclasses.fields(DeploymentSpec)
+             if not f.name.startswith("_") and f.name not in ("node_selector", "tolerations")]
+    spec = DeploymentSpec.from_options(node_selector=args.node_selector, tolerations=args.toleration,
+                                       **{name: getattr(args, name) for name in names})
+    s3 = None
     if args.s3_credentials:
         env = os.environ if environ is None else environ
-        if options["service_account_name"] not in (None, args.s3_credentials):
-            raise ConfigError(
-                f"--service-account {options['service_account_name']} and --s3-credentials {args.s3_credentials} "
-                "disagree; the predictor must use the ServiceAccount that holds the credentials. Drop one."
-            )
-        options["service_account_name"] = args.s3_credentials
-        docs += build_s3_credentials(
-            args.s3_credentials,
-            access_key_id=env.get("AWS_ACCESS_KEY_ID", ""),
-            secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", ""),
-            endpoint=args.s3_endpoint,
-            region=args.s3_region,
-            use_https=not args.s3_no_https,
-            namespace=args.namespace,
-        )
+        s3 = S3Credentials(args.s3_credentials, env.get("AWS_ACCESS_KEY_ID", ""), env.get("AWS_SECRET_ACCESS_KEY", ""),
+                           endpoint=args.s3_endpoint, region=args.s3_region, use_https=not args.s3_no_https)
     elif args.s3_endpoint or args.s3_region or args.s3_no_https:
         raise ConfigError("--s3-endpoint/--s3-region/--s3-no-https need --s3-credentials NAME.")
-    spec = DeploymentSpec.from_options(
-        node_selector=args.node_selector, tolerations=args.toleration, **options
-    )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        docs.append(build_inference_service(card, args.storage_uri, spec))
-    errors = validate_all(docs, require_builtin_check=False)
-    if errors:
-        # The builder should never produce these; say so rather than write a broken manifest.
-        raise UserError("The rendered manifest fails the strict checks, nothing written: " + "; ".join(errors))
-    return docs, [str(w.message) for w in caught], card
-
-
-def _pick_model(model_dirs: list[Path], wanted: str | None) -> Path:
-    if wanted:
-        for path in model_dirs:
-            if path.name == wanted:
-                return path
-        names = ", ".join(p.name for p in model_dirs)
-        raise ConfigError(f"No model {wanted!r} in the repository; it holds: {names}.")
-    if len(model_dirs) > 1:
-        names = ", ".join(p.name for p in model_dirs)
-        raise ConfigError(f"The repository holds several models ({names}); pick one with --model NAME.")
-    return model_dirs[0]
+    return render_documents(card, args.storage_uri, spec, s3)
 
 
 def _run(args: argparse.Namespace) -> int:
     from pipeserve.kube import to_yaml
 
-    docs, notes, _ = render(args)
-    for note in notes:
+    rendered = render(args)
+    docs = rendered.documents
+    for note in rendered.warnings:
         print(f"pipeserve manifest: warning: {note}", file=sys.stderr)
     text = to_yaml(docs)
     if args.output:

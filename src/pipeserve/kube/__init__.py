@@ -6,7 +6,9 @@ Public API::
     isvc = build_inference_service(card, "s3://models/iris/", DeploymentSpec(target="triton-cpu"))
     print(to_yaml(isvc))
 
-Builders are pure (no cluster I/O, kserve is imported when called); cluster I/O lives only in
+What KServe accepts is written once in :mod:`pipeserve.kube.kserve` (facts) and
+:mod:`pipeserve.kube.admission` (rules). Builders are pure and import nothing beyond the standard
+library (:mod:`pipeserve.kube.builder`, :mod:`pipeserve.kube.render`); cluster I/O lives only in
 :mod:`pipeserve.kube.client`; strict validation lives in :mod:`pipeserve.kube.schema`.
 """
 

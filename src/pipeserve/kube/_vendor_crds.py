@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-OUTPUT = Path(__file__).with_name("crd_schemas.json.gz")
+OUTPUT = Path(__file__).with_name("schemas") / "kserve-crds.json.gz"
 CRD_FILES = (
     "serving.kserve.io_inferenceservices.yaml",
     "serving.kserve.io_servingruntimes.yaml",

@@ -1,9 +1,9 @@
-"""Pure builders: model card + deployment spec -> kubectl-ready KServe manifests (dicts).
+"""Pure builders: model card + deployment spec -> kubectl-ready KServe manifests (plain dicts).
 
-Everything here is built from the kserve SDK's typed models (``V1beta1InferenceService`` and
-friends) and the kubernetes client's models, then serialized with kserve's
-``ApiClient().sanitize_for_serialization``, which gives the camelCase keys kubectl expects.
-(``to_dict()`` gives snake_case keys that a cluster would reject or silently prune.)
+Manifests are written as plain data with the camelCase keys kubectl expects; the strict check
+(:mod:`pipeserve.kube.schema`, the vendored KServe CRD with unknown fields refused) proves every
+field name and type, so no SDK model classes are needed. Nothing here imports more than the
+standard library (PyYAML for :func:`to_yaml`), so the pipeline's emit step installs nothing else.
 
 Nothing in this module touches a cluster; see :mod:`pipeserve.kube.client` for that.
 """
@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pipeserve import runtimes
+from pipeserve.kube import kserve
 from pipeserve.kube.spec import DeploymentConfigError, DeploymentSpec, check_name
 from pipeserve.modelcard import LINEAGE_REVISION, LINEAGE_RUN_ID, ONNX_FILE, ModelCard
 
@@ -26,9 +27,6 @@ PART_OF = "pipeserve"
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 # Metrics worth a glance on `kubectl describe`; the full set stays in the model card.
 KEY_METRICS = ("accuracy", "f1_macro", "roc_auc", "log_loss", "rmse", "mae", "r2")
-_STORAGE_SCHEMES = (
-    "s3://", "gs://", "pvc://", "file://", "https://", "http://", "hdfs://", "webhdfs://", "oci://", "hf://",
-)
 
 
 class PickleWarning(UserWarning):
@@ -65,24 +63,6 @@ def build_inference_service(card: ModelCard, storage_uri: str, spec: DeploymentS
             directory that the target cannot serve.
         RuntimeIncompatible: the runtime's ONNX Runtime cannot load the model's ONNX file.
     """
-    from kubernetes import client as k8s
-    from pipeserve._protos import share_inference_protos
-
-    share_inference_protos()  # kserve and tritonclient.grpc in one process
-    from kserve import (
-        V1beta1AutoScalingSpec,
-        V1beta1ExternalMetrics,
-        V1beta1ExternalMetricSource,
-        V1beta1InferenceService,
-        V1beta1InferenceServiceSpec,
-        V1beta1MetricsSpec,
-        V1beta1MetricTarget,
-        V1beta1ModelFormat,
-        V1beta1ModelSpec,
-        V1beta1PredictorSpec,
-        constants,
-    )
-
     spec = (spec or DeploymentSpec()).resolved()
     name = spec.name or card.name
     check_name(name)
@@ -91,14 +71,14 @@ def build_inference_service(card: ModelCard, storage_uri: str, spec: DeploymentS
         target = runtimes.onnx_target(spec.runtime, spec.runtime_version)
         runtimes.check_loadable(card.onnx, target, f"{card.name} v{card.version}")
     model_uri = storage_uri
-    model_format = V1beta1ModelFormat(name="onnx", version="1")
+    model_format = {"name": "onnx", "version": "1"}
     artifact = _find_file(card, ONNX_FILE)
     if spec.target == "sklearnserver":
         artifact = _pickle_file(card)
         # sklearnserver loads exactly one pickle from the folder storageUri points at.
         folder = artifact.rsplit("/", 1)[0] if "/" in artifact else ""
         model_uri = f"{storage_uri.rstrip('/')}/{card.name}/{folder}".rstrip("/") + "/"
-        model_format = V1beta1ModelFormat(name="sklearn", version="1")
+        model_format = {"name": "sklearn", "version": "1"}
         warnings.warn(
             f"Target sklearnserver makes KServe joblib.load() {artifact}: unpickling runs arbitrary code from "
             "the model bucket. Give the training pipeline alone write access to it, or serve the ONNX model "
@@ -109,11 +89,11 @@ def build_inference_service(card: ModelCard, storage_uri: str, spec: DeploymentS
 
     labels = inference_service_labels(card, name)
     # Explicit mode: KServe's install default is Knative, and the mode cannot change after creation.
-    annotations: dict[str, str] = {"serving.kserve.io/deploymentMode": spec.mode}
+    annotations: dict[str, str] = {kserve.ANNOTATION_MODE: spec.mode}
     if spec.autoscaler in ("hpa", "keda", "none"):
-        annotations["serving.kserve.io/autoscalerClass"] = spec.autoscaler
+        annotations[kserve.ANNOTATION_AUTOSCALER] = spec.autoscaler
     if spec.prometheus_scraping:
-        annotations["serving.kserve.io/enable-prometheus-scraping"] = "true"
+        annotations[kserve.ANNOTATION_SCRAPING] = "true"
     annotations.update(lineage_annotations(card, spec, artifact))
     annotations[ANNOTATION_PREFIX + "v2-model-path"] = f"/v2/models/{v2_model_name(card, spec)}"
 
@@ -123,69 +103,46 @@ def build_inference_service(card: ModelCard, storage_uri: str, spec: DeploymentS
         # Extended resources are scheduled on limits; the request defaults to the limit.
         limits[spec.gpu_resource] = str(spec.gpus)
 
-    predictor_kwargs: dict[str, Any] = {
-        "min_replicas": spec.min_replicas,
-        "max_replicas": spec.max_replicas,
+    model: dict[str, Any] = {
+        "modelFormat": model_format,
+        "runtime": spec.runtime,
+        "runtimeVersion": spec.runtime_version,
+        "protocolVersion": "v2",
+        "storageUri": model_uri,
+        "resources": {"requests": requests, "limits": limits},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    predictor: dict[str, Any] = {"model": _drop_none(model)}
+    # Key order follows the CRD's, which is also what kubectl prints.
+    extension: dict[str, Any] = {
+        "minReplicas": spec.min_replicas,
+        "maxReplicas": spec.max_replicas,
+        "canaryTrafficPercent": spec.canary_traffic_percent,
+        "nodeSelector": dict(spec.node_selector) if spec.node_selector else None,
+        "runtimeClassName": spec.runtime_class_name,
+        "serviceAccountName": spec.service_account_name,
+        "tolerations": [t.to_dict() for t in spec.tolerations] if spec.tolerations else None,
     }
     if spec.autoscaler in ("hpa", "kpa"):
-        predictor_kwargs["scale_metric"] = spec.scale_metric
-        predictor_kwargs["scale_target"] = spec.scale_target
+        extension["scaleMetric"] = spec.scale_metric
+        extension["scaleTarget"] = spec.scale_target
     elif spec.autoscaler == "keda":
-        predictor_kwargs["auto_scaling"] = V1beta1AutoScalingSpec(
-            metrics=[
-                V1beta1MetricsSpec(
-                    type="External",
-                    external=V1beta1ExternalMetricSource(
-                        metric=V1beta1ExternalMetrics(
-                            backend="prometheus",
-                            server_address=spec.prometheus_url,
-                            query=keda_query(spec.scale_metric or "", name, spec.namespace, card.name),
-                        ),
-                        target=V1beta1MetricTarget(type="Value", value=str(spec.scale_target)),
-                    ),
-                )
-            ]
-        )
-    if spec.canary_traffic_percent is not None:
-        predictor_kwargs["canary_traffic_percent"] = spec.canary_traffic_percent
-    if spec.node_selector:
-        predictor_kwargs["node_selector"] = dict(spec.node_selector)
-    if spec.tolerations:
-        predictor_kwargs["tolerations"] = [k8s.V1Toleration(**t.to_dict()) for t in spec.tolerations]
-    if spec.runtime_class_name:
-        predictor_kwargs["runtime_class_name"] = spec.runtime_class_name
-    if spec.service_account_name:
-        predictor_kwargs["service_account_name"] = spec.service_account_name
-
-    isvc = V1beta1InferenceService(
-        api_version=constants.KSERVE_V1BETA1,
-        kind=constants.KSERVE_KIND_INFERENCESERVICE,
-        metadata=k8s.V1ObjectMeta(name=name, namespace=spec.namespace, labels=labels, annotations=annotations),
-        spec=V1beta1InferenceServiceSpec(
-            predictor=V1beta1PredictorSpec(
-                model=V1beta1ModelSpec(
-                    model_format=model_format,
-                    runtime=spec.runtime,
-                    runtime_version=spec.runtime_version,
-                    protocol_version="v2",
-                    storage_uri=model_uri,
-                    resources=k8s.V1ResourceRequirements(requests=requests, limits=limits),
-                    security_context=k8s.V1SecurityContext(
-                        allow_privilege_escalation=False,
-                        capabilities=k8s.V1Capabilities(drop=["ALL"]),
-                    ),
-                ),
-                **predictor_kwargs,
-            )
-        ),
-    )
-    doc = _serialize(isvc)
-    # The container model's `name` defaults to "" and serializes as `name: ''`; KServe names the
-    # container itself, so drop the empty field rather than ship noise.
-    model = doc["spec"]["predictor"]["model"]
-    if model.get("name") == "":
-        del model["name"]
-    return doc
+        query = keda_query(spec.scale_metric or "", name, spec.namespace, card.name)
+        extension["autoScaling"] = {"metrics": [{
+            "type": "External",
+            "external": {
+                "metric": {"backend": "prometheus", "serverAddress": spec.prometheus_url, "query": query},
+                "target": {"type": "Value", "value": str(spec.scale_target)},
+            },
+        }]}
+    predictor.update(_drop_none(extension))
+    return {
+        "apiVersion": kserve.API_VERSION,
+        "kind": kserve.KIND,
+        "metadata": _drop_none({"name": name, "namespace": spec.namespace, "labels": labels,
+                                "annotations": annotations}),
+        "spec": {"predictor": dict(sorted(predictor.items()))},
+    }
 
 
 def keda_query(metric: str, isvc_name: str, namespace: str | None, model_name: str) -> str:
@@ -290,8 +247,6 @@ def build_s3_credentials(
     Returns:
         ``[Secret, ServiceAccount]`` as camelCase dicts.
     """
-    from kubernetes import client as k8s
-
     check_name(name)
     if not access_key_id or not secret_access_key:
         raise DeploymentConfigError(
@@ -311,22 +266,22 @@ def build_s3_credentials(
     if region:
         annotations["serving.kserve.io/s3-region"] = region
     labels = {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": PART_OF}
-    secret = k8s.V1Secret(
-        api_version="v1",
-        kind="Secret",
-        metadata=k8s.V1ObjectMeta(name=name, namespace=namespace, labels=labels, annotations=annotations),
-        type="Opaque",
-        string_data={"AWS_ACCESS_KEY_ID": access_key_id, "AWS_SECRET_ACCESS_KEY": secret_access_key},
-    )
-    account = k8s.V1ServiceAccount(
-        api_version="v1",
-        kind="ServiceAccount",
-        metadata=k8s.V1ObjectMeta(name=name, namespace=namespace, labels=labels),
-        secrets=[k8s.V1ObjectReference(name=name)],
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _drop_none({"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}),
+        "stringData": {"AWS_ACCESS_KEY_ID": access_key_id, "AWS_SECRET_ACCESS_KEY": secret_access_key},
+        "type": "Opaque",
+    }
+    account = {
+        "apiVersion": "v1",
         # The model server does not talk to the API server; only the storage initializer reads the Secret.
-        automount_service_account_token=False,
-    )
-    return [_serialize(secret), _serialize(account)]
+        "automountServiceAccountToken": False,
+        "kind": "ServiceAccount",
+        "metadata": _drop_none({"name": name, "namespace": namespace, "labels": labels}),
+        "secrets": [{"name": name}],
+    }
+    return [secret, account]
 
 
 def to_yaml(doc_or_docs: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> str:
@@ -343,13 +298,8 @@ def to_yaml(doc_or_docs: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> str
     )
 
 
-def _serialize(obj: Any) -> dict[str, Any]:
-    from pipeserve._protos import share_inference_protos
-
-    share_inference_protos()  # kserve and tritonclient.grpc in one process
-    from kserve.api_client import ApiClient
-
-    return ApiClient().sanitize_for_serialization(obj)
+def _drop_none(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if v is not None}
 
 
 def _plain(value: Any) -> Any:
@@ -362,7 +312,7 @@ def _plain(value: Any) -> Any:
 
 
 def _check_storage_uri(uri: str) -> None:
-    if not uri or not uri.startswith(_STORAGE_SCHEMES):
+    if not kserve.storage_scheme_ok(uri):
         raise DeploymentConfigError(
             f"Storage URI {uri!r} is not one KServe's storage initializer can fetch; use s3://, gs://, pvc://, "
             "https:// (or another KServe-supported scheme) pointing at the model repository folder. "

@@ -1,8 +1,8 @@
 """The one module of pipeserve that talks to a Kubernetes cluster.
 
-Everything else under :mod:`pipeserve.kube` is pure. Here: server-side apply through the
-kubernetes dynamic client, readiness through kserve's ``KServeClient``, a v2 smoke inference,
-and delete (for the cluster test). Every failure to reach or convince the cluster becomes a
+Everything else under :mod:`pipeserve.kube` is pure. Here, all through the kubernetes dynamic
+client: server-side apply, get, a watch until the InferenceService is Ready, and delete; plus a v2
+smoke inference. Every failure to reach or convince the cluster becomes a
 :class:`~pipeserve.errors.ClusterError` with one line saying what happened and what to do.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeserve.errors import ClusterError
+from pipeserve.kube import kserve
 
 FIELD_MANAGER = "pipeserve"
 
@@ -40,8 +41,8 @@ class Cluster:
         self.context = context
         self.kubeconfig = kubeconfig
         self._api_client: Any = None
+        self._dynamic: Any = None
         self._namespace: str = "default"
-        self._kubeconfig: str | None = None  # None: in-cluster credentials
 
     def connect(self) -> Cluster:
         """Load credentials and check that the API server answers.
@@ -63,7 +64,6 @@ class Cluster:
                     names = ", ".join(c["name"] for c in contexts)
                     raise ClusterError(f"No context {self.context!r} in the kubeconfig; it has: {names}.")
             config.load_kube_config(config_file=kubeconfig, context=self.context)
-            self._kubeconfig = kubeconfig
             self._namespace = active.get("context", {}).get("namespace") or "default"
         except (ConfigException, FileNotFoundError) as exc:
             try:
@@ -92,25 +92,19 @@ class Cluster:
 
     def apply(self, docs: Iterable[Mapping[str, Any]], force_conflicts: bool = False) -> list[str]:
         """Server-side apply each document (field manager ``pipeserve``); return ``Kind/name`` applied."""
-        from kubernetes import dynamic
         from kubernetes.client.exceptions import ApiException
-        from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
+        from kubernetes.dynamic.exceptions import DynamicApiError
 
-        dyn = dynamic.DynamicClient(self._require())
         done = []
         for doc in docs:
             kind, name = doc["kind"], doc["metadata"]["name"]
+            resource = self._resource(doc["apiVersion"], kind)
+            namespace = (doc["metadata"].get("namespace") or self.namespace) if resource.namespaced else None
             try:
-                resource = dyn.resources.get(api_version=doc["apiVersion"], kind=kind)
-                namespace = (doc["metadata"].get("namespace") or self.namespace) if resource.namespaced else None
-                dyn.server_side_apply(
+                self._dynamic.server_side_apply(
                     resource, body=dict(doc), name=name, namespace=namespace,
                     field_manager=FIELD_MANAGER, force_conflicts=force_conflicts,
                 )
-            except ResourceNotFoundError as exc:
-                raise ClusterError(
-                    f"The cluster does not know {doc['apiVersion']} {kind}; install KServe 0.21 (its CRDs) first."
-                ) from exc
             except (ApiException, DynamicApiError) as exc:
                 raise ClusterError(f"The cluster refused {kind}/{name}: {_api_reason(exc)}") from exc
             done.append(f"{kind}/{name}")
@@ -129,55 +123,82 @@ class Cluster:
         Raises:
             ClusterError: it did not become Ready in time (the message carries the last conditions).
         """
-        kserve = self._kserve()
         namespace = namespace or self.namespace
         deadline = time.monotonic() + timeout_s
         last = ""
         state = Readiness(False, None, {})
         while True:
-            try:
-                obj = kserve.get(name, namespace=namespace)
-            except RuntimeError as exc:  # KServeClient wraps ApiException in RuntimeError
-                raise ClusterError(f"Cannot read InferenceService {namespace}/{name}: {_short(exc)}") from exc
-            status = obj.get("status") or {}
-            conditions = {
-                c["type"]: c.get("status", "Unknown") + (f" ({c['reason']})" if c.get("reason") else "")
-                for c in status.get("conditions") or []
-            }
-            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-            state = Readiness(ready, status.get("url"), conditions)
-            summary = ", ".join(f"{k}={v}" for k, v in sorted(conditions.items())) or "no status yet"
+            obj = self.get_inference_service(name, namespace)
+            state = _readiness(obj)
+            summary = ", ".join(f"{k}={v}" for k, v in sorted(state.conditions.items())) or "no status yet"
             if progress and summary != last:
                 progress(summary)
                 last = summary
-            if ready:
+            if state.ready:
                 return state
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise ClusterError(
                     f"InferenceService {namespace}/{name} not Ready after {timeout_s:.0f}s ({summary}); "
                     f"see `kubectl describe inferenceservice {name} -n {namespace}` and the predictor pod's events."
                 )
-            time.sleep(poll_s)
+            self._wait_for_change(name, namespace, obj, min(poll_s, remaining))
+
+    def get_inference_service(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """The InferenceService as the API server has it (a plain dict).
+
+        Raises:
+            ClusterError: it does not exist, or it cannot be read.
+        """
+        return self._get(kserve.API_VERSION, kserve.KIND, name, namespace or self.namespace)
 
     def delete_inference_service(self, name: str, namespace: str | None = None) -> None:
-        """Delete an InferenceService (used by the cluster test's clean-up)."""
+        """Delete an InferenceService; deleting one that is already gone is not an error."""
+        from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
+
+        resource = self._resource(kserve.API_VERSION, kserve.KIND)
         try:
-            self._kserve().delete(name, namespace or self.namespace)
-        except RuntimeError as exc:  # KServeClient wraps ApiException in RuntimeError
-            raise ClusterError(f"Cannot delete InferenceService {name}: {_short(exc)}") from exc
+            resource.delete(name=name, namespace=namespace or self.namespace)
+        except NotFoundError:
+            return
+        except DynamicApiError as exc:
+            raise ClusterError(f"Cannot delete InferenceService {name}: {_api_reason(exc)}") from exc
 
-    def _kserve(self) -> Any:
-        from pipeserve._protos import share_inference_protos
+    def _get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any]:
+        from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 
-        share_inference_protos()  # kserve and tritonclient.grpc in one process
-        from kserve import KServeClient
+        resource = self._resource(api_version, kind)
+        try:
+            return resource.get(name=name, namespace=namespace).to_dict()
+        except NotFoundError as exc:
+            raise ClusterError(f"{kind} {namespace}/{name} does not exist.") from exc
+        except DynamicApiError as exc:
+            raise ClusterError(f"Cannot read {kind} {namespace}/{name}: {_api_reason(exc)}") from exc
 
-        self._require()
-        # KServeClient (re)loads credentials itself: give it the same kubeconfig and context, or
-        # it would fall back to the default context.
-        if self._kubeconfig is None:
-            return KServeClient()
-        return KServeClient(config_file=self._kubeconfig, context=self.context)
+    def _wait_for_change(self, name: str, namespace: str, seen: Mapping[str, Any], timeout_s: float) -> None:
+        """Block until the object changes after ``seen`` (a watch from its resourceVersion) or ``timeout_s``."""
+        from kubernetes.dynamic.exceptions import DynamicApiError
+
+        resource = self._resource(kserve.API_VERSION, kserve.KIND)
+        version = (seen.get("metadata") or {}).get("resourceVersion")
+        try:
+            for _ in resource.watch(namespace=namespace, field_selector=f"metadata.name={name}",
+                                    resource_version=version, timeout=max(1, int(timeout_s))):
+                return
+        except DynamicApiError:
+            time.sleep(min(timeout_s, 1.0))  # e.g. 410 Gone: the next get() starts afresh
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        from kubernetes import dynamic
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        if self._dynamic is None:
+            self._dynamic = dynamic.DynamicClient(self._require())
+        try:
+            return self._dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError as exc:
+            raise ClusterError(f"The cluster does not know {api_version} {kind}; install KServe 0.21 (its CRDs) "
+                               "first.") from exc
 
     def _require(self) -> Any:
         if self._api_client is None:
@@ -205,6 +226,17 @@ def smoke_infer(base_url: str, model_name: str, n_features: int, timeout_s: floa
     except PipeserveError as exc:
         raise ClusterError(f"Smoke inference on {base_url}/v2/models/{model_name}/infer failed: {exc}") from exc
     return {name: np.asarray(values).tolist() for name, values in outputs.items()}
+
+
+def _readiness(obj: Mapping[str, Any]) -> Readiness:
+    status = obj.get("status") or {}
+    conditions = status.get("conditions") or []
+    return Readiness(
+        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+        url=status.get("url"),
+        conditions={c["type"]: c.get("status", "Unknown") + (f" ({c['reason']})" if c.get("reason") else "")
+                    for c in conditions},
+    )
 
 
 def _incluster_namespace() -> str:

@@ -15,14 +15,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeserve.errors import ConfigError
+from pipeserve.kube import admission
+from pipeserve.kube.kserve import (
+    AUTOSCALERS,
+    KNATIVE,
+    LABEL_VALUE,
+    LEGACY_MODES,
+    MODES,
+    QUALIFIED_NAME,
+    QUANTITY,
+    STANDARD,
+    default_autoscaler,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    name_problem,
+)
 from pipeserve.runtimes import TARGET_RUNTIMES
 
 TARGETS = tuple(TARGET_RUNTIMES)
-MODES = ("Standard", "Knative")
-# "kpa" is implicit in Knative mode (KServe writes no autoscalerClass annotation for it).
-AUTOSCALERS = ("hpa", "kpa", "keda", "none")
-# The metrics each autoscaler accepts. HPA: cpu/memory only (KServe #4259); KPA: concurrency/rps
-# (the CRD enum has no "qps"); KEDA: an External Prometheus query we write for the user.
+# The metric each autoscaler takes on the command line: KServe's scaleMetric for hpa/kpa; for keda
+# a Prometheus query pipeserve writes (see builder.keda_query).
 SCALE_METRICS: dict[str, tuple[str, ...]] = {
     "hpa": ("cpu", "memory"),
     "kpa": ("concurrency", "rps"),
@@ -37,7 +49,6 @@ DEFAULT_SCALE_TARGETS = {
     "gpu-utilization": 70,  # DCGM_FI_DEV_GPU_UTIL percent, averaged over the predictor's pods
     "triton-queue-time": 50,  # average queue time per request, milliseconds
 }
-
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 # Label set by NVIDIA GPU feature discovery (GPU operator) on every GPU node.
 DEFAULT_GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
@@ -50,15 +61,6 @@ _RESOURCE_DEFAULTS = {
     "pipeserve": ("500m", "1", "512Mi", "1Gi"),
     "sklearnserver": ("500m", "1", "512Mi", "1Gi"),
 }
-
-# Kubernetes resource.Quantity (the same pattern the CRD schema enforces).
-QUANTITY_RE = re.compile(
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
-# KServe's InferenceService name format is a DNS-1035 label (a DNS-1123 label starting with a letter).
-_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_QUALIFIED_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
 
 
@@ -218,20 +220,29 @@ class DeploymentSpec:
         """Name of the (Cluster)ServingRuntime the target pins."""
         return TARGET_RUNTIMES[self.target]
 
+    @property
+    def effective_autoscaler(self) -> str:
+        return self.autoscaler or default_autoscaler(self.mode)
+
+    @property
+    def effective_gpus(self) -> int:
+        return self.gpus if self.gpus is not None else (1 if self.target == "triton-gpu" else 0)
+
+    @property
+    def effective_metric(self) -> str | None:
+        return self.scale_metric or (SCALE_METRICS.get(self.effective_autoscaler) or (None,))[0]
+
     def resolved(self) -> DeploymentSpec:
         """Return a copy with every None default filled in for this target and mode (checked)."""
         if self._resolved:
             return self
         self.check()
-        autoscaler = self.autoscaler or ("kpa" if self.mode == "Knative" else "hpa")
-        metrics = SCALE_METRICS[autoscaler]
-        scale_metric = self.scale_metric or (metrics[0] if metrics else None)
+        scale_metric = self.effective_metric
         scale_target = self.scale_target
         if scale_target is None and scale_metric is not None:
             scale_target = DEFAULT_SCALE_TARGETS[scale_metric]
-        gpus = self.gpus if self.gpus is not None else (1 if self.target == "triton-gpu" else 0)
-        node_selector = self.node_selector
-        tolerations = self.tolerations
+        gpus = self.effective_gpus
+        node_selector, tolerations = self.node_selector, self.tolerations
         if gpus > 0:
             if node_selector is None:
                 node_selector = dict(DEFAULT_GPU_NODE_SELECTOR)
@@ -240,7 +251,7 @@ class DeploymentSpec:
         cpu_req, cpu_lim, mem_req, mem_lim = _RESOURCE_DEFAULTS[self.target]
         return dataclasses.replace(
             self,
-            autoscaler=autoscaler,
+            autoscaler=self.effective_autoscaler,
             scale_metric=scale_metric,
             scale_target=scale_target,
             gpus=gpus,
@@ -253,173 +264,149 @@ class DeploymentSpec:
             _resolved=True,
         )
 
+    def scaling(self) -> admission.Scaling:
+        """The spec as KServe sees it, for the shared admission rules (keda's metric is pipeserve's own)."""
+        autoscaler = self.effective_autoscaler
+        return admission.Scaling(
+            mode=self.mode,
+            autoscaler=autoscaler,
+            metric=self.scale_metric if autoscaler != "keda" else None,
+            target=self.scale_target if autoscaler != "keda" else None,
+            min_replicas=self.min_replicas,
+            max_replicas=self.max_replicas,
+            canary_traffic_percent=self.canary_traffic_percent,
+        )
+
     # ---- refusals ---------------------------------------------------------------------------
 
     def check(self) -> None:
         """Refuse combinations a KServe 0.21 cluster would reject or silently not honour.
 
+        The rules run in order (see ``_RULES``); the first refusal is raised.
+
         Raises:
             DeploymentConfigError: with a message saying what was asked, why it cannot work and
                 what to use instead.
         """
-        fail = DeploymentConfigError
-        if self.target not in TARGETS:
-            raise fail(f"Unknown target {self.target!r}; valid targets are: {', '.join(TARGETS)}.")
-        if self.mode not in MODES:
-            hint = {"RawDeployment": "Standard", "Serverless": "Knative"}.get(self.mode)
-            extra = f" ({self.mode!r} was renamed to {hint!r} in KServe 0.16)" if hint else ""
-            raise fail(f"Unknown deployment mode {self.mode!r}{extra}; valid modes are: {', '.join(MODES)}.")
-        if self.name is not None:
-            check_name(self.name)
-        if self.namespace is not None and not _is_dns1123_label(self.namespace):
-            raise fail(
-                f"Namespace {self.namespace!r} is not a DNS-1123 label (lower-case letters, digits and '-', "
-                "starting and ending with a letter or digit, at most 63 characters)."
-            )
-        autoscaler = self.autoscaler or ("kpa" if self.mode == "Knative" else "hpa")
-        if autoscaler not in AUTOSCALERS:
-            raise fail(f"Unknown autoscaler {autoscaler!r}; valid autoscalers are: {', '.join(AUTOSCALERS)}.")
-        if autoscaler == "kpa" and self.mode != "Knative":
-            raise fail(
-                "The kpa autoscaler (Knative Pod Autoscaler) exists only in Knative mode; use --mode Knative, "
-                "or in Standard mode use hpa (cpu/memory) or keda (Prometheus metrics)."
-            )
-        if autoscaler == "keda" and self.mode != "Standard":
-            raise fail(
-                "The keda autoscaler works only in Standard mode (KServe creates a KEDA ScaledObject for the "
-                "Deployment); use --mode Standard, or kpa in Knative mode."
-            )
-        if autoscaler == "hpa" and self.mode == "Knative":
-            raise fail(
-                "In Knative mode KServe scales with the Knative Pod Autoscaler: use autoscaler kpa "
-                "(scale metric concurrency or rps), or Standard mode for an HPA on cpu/memory."
-            )
-        if self.scale_metric is not None:
-            allowed = SCALE_METRICS[autoscaler]
-            if self.scale_metric not in allowed:
-                hint = " ('qps' appears in old KServe docs; the CRD only accepts 'rps')" if self.scale_metric == "qps" else ""
-                others = [a for a, ms in SCALE_METRICS.items() if self.scale_metric in ms]
-                where = f"; {self.scale_metric!r} belongs to the {others[0]} autoscaler" if others else ""
-                if not allowed:
-                    raise fail(
-                        f"Autoscaler none keeps a fixed replica count and takes no scale metric; got {self.scale_metric!r}."
-                    )
-                raise fail(
-                    f"Scale metric {self.scale_metric!r} is not allowed with the {autoscaler} autoscaler in "
-                    f"{self.mode} mode{hint}{where}; allowed: {', '.join(allowed)}."
-                )
-        if self.scale_target is not None:
-            if self.scale_target < 1:
-                raise fail(f"scale_target must be a positive integer; got {self.scale_target}.")
-            metric = self.scale_metric or (SCALE_METRICS[autoscaler] or (None,))[0]
-            if metric in ("cpu", "memory", "gpu-utilization") and self.scale_target > 100:
-                raise fail(f"scale_target for {metric} is a percentage (1..100); got {self.scale_target}.")
-            if metric is None:
-                raise fail("Autoscaler none keeps a fixed replica count and takes no scale_target.")
-        if self.max_replicas < 1:
-            raise fail(f"max_replicas must be at least 1; got {self.max_replicas}.")
-        if self.min_replicas < 0:
-            raise fail(f"min_replicas must be 0 or more; got {self.min_replicas}.")
-        if self.min_replicas > self.max_replicas:
-            raise fail(
-                f"min_replicas ({self.min_replicas}) is greater than max_replicas ({self.max_replicas}); "
-                "raise max_replicas or lower min_replicas."
-            )
-        if self.min_replicas == 0 and autoscaler in ("hpa", "none"):
-            raise fail(
-                f"minReplicas 0 (scale to zero) is impossible with the {autoscaler} autoscaler: the HPA clamps it "
-                "to 1 in Standard mode. Use --mode Knative (KPA), or autoscaler keda, or set min_replicas >= 1."
-            )
-        if autoscaler == "none" and self.min_replicas != self.max_replicas:
-            raise fail(
-                f"Autoscaler none runs a fixed number of replicas, but min_replicas ({self.min_replicas}) != "
-                f"max_replicas ({self.max_replicas}); set them equal or pick an autoscaler."
-            )
-        if self.canary_traffic_percent is not None:
-            if self.mode != "Knative":
-                raise fail(
-                    "canaryTrafficPercent splits traffic between Knative revisions and is only honoured in "
-                    "Knative mode; use --mode Knative, or drop the canary percentage in Standard mode."
-                )
-            if not 0 <= self.canary_traffic_percent <= 100:
-                raise fail(f"canary_traffic_percent must be within 0..100; got {self.canary_traffic_percent}.")
-        gpus = self.gpus if self.gpus is not None else (1 if self.target == "triton-gpu" else 0)
-        if gpus < 0:
-            raise fail(f"gpus must be 0 or more; got {gpus}.")
-        if self.target == "sklearnserver" and gpus > 0:
-            raise fail(
-                "A GPU with the sklearnserver runtime would sit idle: scikit-learn predicts on the CPU. "
-                "Serve the ONNX model on a GPU with target triton-gpu, or set gpus to 0."
-            )
-        if self.target == "triton-cpu" and gpus > 0:
-            raise fail(f"Target triton-cpu runs without a GPU but {gpus} GPU(s) were requested; use target triton-gpu.")
-        if self.target == "triton-gpu" and gpus == 0:
-            raise fail("Target triton-gpu needs at least one GPU; use target triton-cpu to serve ONNX on CPUs.")
-        if autoscaler == "keda":
-            metric = self.scale_metric or SCALE_METRICS["keda"][0]
-            if metric == "gpu-utilization" and gpus == 0:
-                raise fail(
-                    "The keda gpu-utilization metric (DCGM) needs a GPU target; use triton-queue-time with "
-                    "Triton, or the hpa autoscaler on cpu for CPU targets."
-                )
-            if metric == "triton-queue-time" and not self.target.startswith("triton"):
-                raise fail(
-                    f"The keda triton-queue-time metric comes from Triton; target {self.target} does not export it. "
-                    "Use the hpa autoscaler on cpu instead."
-                )
-        if not _QUALIFIED_NAME_RE.match(self.gpu_resource):
-            raise fail(f"gpu_resource {self.gpu_resource!r} is not a resource name like 'nvidia.com/gpu'.")
-        for label in ("cpu_request", "cpu_limit", "memory_request", "memory_limit"):
-            value = getattr(self, label)
-            if value is not None and not QUANTITY_RE.match(str(value)):
-                raise fail(
-                    f"{label} {value!r} is not a Kubernetes quantity; use forms like '500m', '2', '512Mi', '4Gi'."
-                )
-        for key, value in (self.node_selector or {}).items():
-            if not _QUALIFIED_NAME_RE.match(key) or not _LABEL_VALUE_RE.match(str(value)) or len(str(value)) > 63:
-                raise fail(f"Node selector {key}={value} is not a valid label key/value pair.")
-        for tol in self.tolerations or ():
-            if not isinstance(tol, Toleration):
-                raise fail(f"Tolerations must be Toleration objects; got {tol!r} (use DeploymentSpec.from_options).")
-            if tol.operator not in ("Exists", "Equal"):
-                raise fail(f"Toleration operator must be Exists or Equal; got {tol.operator!r}.")
-            if tol.effect not in (None, "NoSchedule", "PreferNoSchedule", "NoExecute"):
-                raise fail(f"Toleration effect must be NoSchedule, PreferNoSchedule or NoExecute; got {tol.effect!r}.")
-            if tol.operator == "Exists" and tol.value:
-                raise fail(f"Toleration {tol.key}: operator Exists takes no value; use Equal or drop the value.")
-        if self.runtime_class_name is not None and not _is_dns1123_subdomain(self.runtime_class_name):
-            raise fail(f"runtime_class_name {self.runtime_class_name!r} is not a DNS-1123 subdomain.")
-        if self.service_account_name is not None and not _is_dns1123_subdomain(self.service_account_name):
-            raise fail(f"service_account_name {self.service_account_name!r} is not a DNS-1123 subdomain.")
-        if not self.prometheus_url.startswith(("http://", "https://")):
-            raise fail(f"prometheus_url must be an http(s) URL; got {self.prometheus_url!r}.")
+        for rule in _RULES:
+            problem = rule(self)
+            if problem:
+                raise DeploymentConfigError(problem)
+
+
+# ---- the rules, in the order check() applies them; each returns a message or None -----------
+
+
+def _known_choices(s: DeploymentSpec) -> str | None:
+    if s.target not in TARGETS:
+        return f"Unknown target {s.target!r}; valid targets are: {', '.join(TARGETS)}."
+    if s.mode not in MODES:
+        hint = LEGACY_MODES.get(s.mode)
+        extra = f" ({s.mode!r} was renamed to {hint!r} in KServe 0.16)" if hint else ""
+        return f"Unknown deployment mode {s.mode!r}{extra}; valid modes are: {', '.join(MODES)}."
+    if s.effective_autoscaler not in AUTOSCALERS:
+        return f"Unknown autoscaler {s.effective_autoscaler!r}; valid autoscalers are: {', '.join(AUTOSCALERS)}."
+    return None
+
+
+def _names(s: DeploymentSpec) -> str | None:
+    if s.name is not None and (problem := name_problem(s.name)):
+        return f"InferenceService name {problem}."
+    if s.namespace is not None and not is_dns1123_label(s.namespace):
+        return (f"Namespace {s.namespace!r} is not a DNS-1123 label (lower-case letters, digits and '-', starting and "
+                "ending with a letter or digit, at most 63 characters).")
+    for label in ("runtime_class_name", "service_account_name"):
+        value = getattr(s, label)
+        if value is not None and not is_dns1123_subdomain(value):
+            return f"{label} {value!r} is not a DNS-1123 subdomain."
+    return None
+
+
+def _kserve_admission(s: DeploymentSpec) -> str | None:
+    found = admission.problems(s.scaling(), admission.SPEC_WORDS)
+    return found[0].message if found else None
+
+
+def _keda_metric(s: DeploymentSpec) -> str | None:
+    """keda's metrics are Prometheus queries pipeserve writes: each needs what it measures."""
+    if s.effective_autoscaler != "keda" or s.mode != STANDARD:
+        return None
+    metric = s.effective_metric
+    if s.scale_metric is not None and s.scale_metric not in SCALE_METRICS["keda"]:
+        others = [a for a, ms in SCALE_METRICS.items() if s.scale_metric in ms]
+        where = f"; {s.scale_metric!r} belongs to the {others[0]} autoscaler" if others else ""
+        return (f"Scale metric {s.scale_metric!r} is not allowed with the keda autoscaler in Standard mode{where}; "
+                f"allowed: {', '.join(SCALE_METRICS['keda'])}.")
+    if s.scale_target is not None and s.scale_target < 1:
+        return f"scale_target must be a positive integer; got {s.scale_target}."
+    if metric == "gpu-utilization" and s.scale_target is not None and s.scale_target > 100:
+        return f"scale_target for {metric} is a percentage (1..100); got {s.scale_target}."
+    if metric == "gpu-utilization" and s.effective_gpus == 0:
+        return ("The keda gpu-utilization metric (DCGM) needs a GPU target; use triton-queue-time with Triton, or "
+                "the hpa autoscaler on cpu for CPU targets.")
+    if metric == "triton-queue-time" and not s.target.startswith("triton"):
+        return (f"The keda triton-queue-time metric comes from Triton; target {s.target} does not export it. Use "
+                "the hpa autoscaler on cpu instead.")
+    return None
+
+
+def _gpus_fit_target(s: DeploymentSpec) -> str | None:
+    gpus = s.effective_gpus
+    if gpus < 0:
+        return f"gpus must be 0 or more; got {gpus}."
+    if gpus > 0 and (problem := admission.gpu_idle_problem(s.runtime)):
+        return problem
+    if s.target == "triton-cpu" and gpus > 0:
+        return f"Target triton-cpu runs without a GPU but {gpus} GPU(s) were requested; use target triton-gpu."
+    if s.target == "triton-gpu" and gpus == 0:
+        return "Target triton-gpu needs at least one GPU; use target triton-cpu to serve ONNX on CPUs."
+    if not QUALIFIED_NAME.match(s.gpu_resource):
+        return f"gpu_resource {s.gpu_resource!r} is not a resource name like 'nvidia.com/gpu'."
+    return None
+
+
+def _quantities(s: DeploymentSpec) -> str | None:
+    for label in ("cpu_request", "cpu_limit", "memory_request", "memory_limit"):
+        value = getattr(s, label)
+        if value is not None and not QUANTITY.match(str(value)):
+            return f"{label} {value!r} is not a Kubernetes quantity; use forms like '500m', '2', '512Mi', '4Gi'."
+    return None
+
+
+def _scheduling(s: DeploymentSpec) -> str | None:
+    for key, value in (s.node_selector or {}).items():
+        if not QUALIFIED_NAME.match(key) or not LABEL_VALUE.match(str(value)) or len(str(value)) > 63:
+            return f"Node selector {key}={value} is not a valid label key/value pair."
+    for tol in s.tolerations or ():
+        if not isinstance(tol, Toleration):
+            return f"Tolerations must be Toleration objects; got {tol!r} (use DeploymentSpec.from_options)."
+        if tol.operator not in ("Exists", "Equal"):
+            return f"Toleration operator must be Exists or Equal; got {tol.operator!r}."
+        if tol.effect not in (None, "NoSchedule", "PreferNoSchedule", "NoExecute"):
+            return f"Toleration effect must be NoSchedule, PreferNoSchedule or NoExecute; got {tol.effect!r}."
+        if tol.operator == "Exists" and tol.value:
+            return f"Toleration {tol.key}: operator Exists takes no value; use Equal or drop the value."
+    return None
+
+
+def _prometheus(s: DeploymentSpec) -> str | None:
+    if not s.prometheus_url.startswith(("http://", "https://")):
+        return f"prometheus_url must be an http(s) URL; got {s.prometheus_url!r}."
+    return None
+
+
+_RULES = (_known_choices, _names, _kserve_admission, _keda_metric, _gpus_fit_target, _quantities, _scheduling,
+          _prometheus)
 
 
 def check_name(name: str) -> None:
-    """Refuse an InferenceService name KServe would reject.
-
-    KServe validates names as DNS-1035 labels (``[a-z]([-a-z0-9]*[a-z0-9])?``): a DNS-1123 label that
-    also starts with a letter. It appends ``-predictor`` and more to derive object names, so shorter
-    is safer; 63 characters is the hard limit.
+    """Refuse an InferenceService name KServe would reject (a DNS-1035 label, at most 63 characters).
 
     Raises:
         DeploymentConfigError: the name is not valid.
     """
-    if not _NAME_RE.match(name) or len(name) > 63:
-        suggestion = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-        suggestion = re.sub(r"^[^a-z]+", "", suggestion)[:63].rstrip("-") or "model"
-        raise DeploymentConfigError(
-            f"InferenceService name {name!r} is not a DNS-1123 label starting with a letter (lower-case letters, "
-            f"digits and '-', at most 63 characters); try {suggestion!r}."
-        )
-
-
-def _is_dns1123_label(value: str) -> bool:
-    return len(value) <= 63 and re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", value) is not None
-
-
-def _is_dns1123_subdomain(value: str) -> bool:
-    return len(value) <= 253 and re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", value) is not None
+    if problem := name_problem(name):
+        raise DeploymentConfigError(f"InferenceService name {problem}.")
 
 
 def _parse_node_selector(raw: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
