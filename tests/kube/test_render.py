@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeserve.kube import DeploymentSpec, build_inference_service
+from pipeserve.kube import DeploymentSpec, build_inference_service, keda_query
 from pipeserve.kube.schema import validate_all
 
 from .conftest import make_card
@@ -81,6 +81,14 @@ def test_optional_chart_pieces_render_and_pass(helm):
     assert query == 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="ml",pod=~"iris-predictor-.*"})'
 
 
+@pytest.mark.parametrize("metric", ["gpu-utilization", "triton-queue-time"])
+def test_chart_and_builder_write_the_same_keda_query(helm, metric):
+    # The PromQL lives in keda_query and in the chart's pipeserve.kedaQuery: they must agree.
+    docs = helm_template(helm, None, "--set", "autoscaling.autoscaler=keda", "--set", f"autoscaling.metric={metric}")
+    chart = only(docs, "InferenceService")["spec"]["predictor"]["autoScaling"]["metrics"][0]["external"]["metric"]
+    assert chart["query"] == keda_query(metric, "iris", "ml", "iris")
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_chart_and_kustomize_render_the_same_inference_service(helm, kubectl, scenario):
     chart = helm_template(helm, scenario)
@@ -114,22 +122,8 @@ def test_parity_check_fails_loudly_when_the_renders_differ(helm, kubectl):
         only(kustomize(kubectl, "rbac"), "InferenceService")
 
 
+# The chart's refusals of what KServe would reject are in refusals.py; these are the chart's own.
 REFUSED = {
-    "canary in Standard mode": (["--set", "canaryTrafficPercent=10"], "only honoured in Knative mode"),
-    "minReplicas 0 with HPA": (["--set", "replicas.min=0"], "replicas.min 0 (scale to zero) is impossible with the hpa"),
-    "GPU with sklearnserver": (
-        ["--set", "target=sklearnserver", "--set", "gpu.count=1"], "A GPU with the sklearnserver runtime would sit idle",
-    ),
-    "metric not allowed for the mode": (
-        ["--set", "autoscaling.metric=rps"], "autoscaling.metric rps is not allowed with the hpa autoscaler in Standard mode",
-    ),
-    "KPA in Standard": (["--set", "autoscaling.autoscaler=kpa"], "exists only in Knative mode"),
-    "KEDA in Knative": (
-        ["--set", "deploymentMode=Knative", "--set", "autoscaling.autoscaler=keda"], "keda works only in Standard mode",
-    ),
-    "GPU on triton-cpu": (["--set", "target=triton-cpu", "--set", "gpu.count=1"], "use target triton-gpu"),
-    "min > max": (["--set", "replicas.min=4"], "replicas.min (4) is greater than replicas.max (3)"),
-    "bad name": (["--set", "name=9iris"], "'9iris' does not match pattern"),
     "Prometheus auth without KEDA": (
         ["--set", "autoscaling.prometheus.authMode=bearer", "--set", "autoscaling.prometheus.authSecret=s"],
         "authMode only applies to the keda autoscaler",
@@ -139,11 +133,8 @@ REFUSED = {
         "authMode needs autoscaling.prometheus.authSecret",
     ),
     # values.schema.json
-    "qps": (["--set", "autoscaling.metric=qps"], "at '/autoscaling/metric': value must be one of"),
     "bad quantity": (["--set", "resources.limits.memory=4GB"], "at '/resources/limits/memory'"),
     "typo'd key": (["--set", "replica.min=1"], "additional properties 'replica' not allowed"),
-    "legacy mode name": (["--set", "deploymentMode=Serverless"], "at '/deploymentMode': value must be one of"),
-    "canary over 100": (["--set", "deploymentMode=Knative", "--set", "canaryTrafficPercent=150"], "at '/canaryTrafficPercent'"),
     "minio storage": (["--set", "model.storageUri=minio://bucket/iris"], "at '/model/storageUri'"),
 }
 

@@ -109,8 +109,9 @@ PromQL for the keda metrics; mirrors pipeserve.kube.builder.keda_query.
 {{- end }}
 
 {{/*
-Refuse combinations a KServe cluster would reject or silently ignore; the same rules (and
-wording) as pipeserve.kube.spec.DeploymentSpec.check.
+Refuse combinations a KServe cluster would reject or silently ignore. The scaling rules are
+pipeserve.kube.admission's, word for word with its CHART_WORDS (tests/kube/test_refusals.py checks
+every message against it); the target and GPU rules are pipeserve.kube.spec's.
 */}}
 {{- define "pipeserve.validateValues" -}}
 {{- $mode := .Values.deploymentMode }}
@@ -119,49 +120,60 @@ wording) as pipeserve.kube.spec.DeploymentSpec.check.
 {{- $gpus := include "pipeserve.gpus" . | int }}
 {{- $min := int .Values.replicas.min }}
 {{- $max := int .Values.replicas.max }}
+{{- $target := int .Values.autoscaling.target }}
 {{- $allowed := get (include "pipeserve.allowedMetrics" . | fromYaml) $autoscaler }}
+{{- $owners := dict "cpu" "hpa" "memory" "hpa" "concurrency" "kpa" "rps" "kpa" "gpu-utilization" "keda" "triton-queue-time" "keda" }}
 {{- $errors := list }}
 {{- if and (eq $autoscaler "kpa") (ne $mode "Knative") }}
-{{- $errors = append $errors "autoscaling.autoscaler kpa (Knative Pod Autoscaler) exists only in Knative mode; set deploymentMode: Knative, or use hpa or keda in Standard mode." }}
+{{- $errors = append $errors "The kpa autoscaler (Knative Pod Autoscaler) exists only in Knative mode; set deploymentMode: Knative, or in Standard mode use hpa (cpu/memory) or keda (Prometheus metrics)." }}
 {{- end }}
 {{- if and (eq $autoscaler "keda") (ne $mode "Standard") }}
-{{- $errors = append $errors "autoscaling.autoscaler keda works only in Standard mode; use kpa in Knative mode." }}
+{{- $errors = append $errors "The keda autoscaler works only in Standard mode (KServe creates a KEDA ScaledObject for the Deployment); set deploymentMode: Standard, or use kpa in Knative mode." }}
 {{- end }}
 {{- if and (eq $autoscaler "hpa") (eq $mode "Knative") }}
-{{- $errors = append $errors "In Knative mode KServe scales with the Knative Pod Autoscaler: use autoscaling.autoscaler kpa, or Standard mode for an HPA on cpu/memory." }}
+{{- $errors = append $errors "In Knative mode KServe scales with the Knative Pod Autoscaler: use autoscaler kpa (scale metric concurrency or rps), or Standard mode for an HPA on cpu/memory." }}
 {{- end }}
 {{- if and .Values.autoscaling.metric (not (has .Values.autoscaling.metric $allowed)) }}
-{{- $errors = append $errors (printf "autoscaling.metric %s is not allowed with the %s autoscaler in %s mode; allowed: %s." .Values.autoscaling.metric $autoscaler $mode (join ", " $allowed)) }}
+{{- if eq $autoscaler "none" }}
+{{- $errors = append $errors (printf "Autoscaler none keeps a fixed replica count and takes no scale metric; got '%s'." .Values.autoscaling.metric) }}
+{{- else }}
+{{- $where := "" }}
+{{- if hasKey $owners .Values.autoscaling.metric }}{{ $where = printf "; '%s' belongs to the %s autoscaler" .Values.autoscaling.metric (get $owners .Values.autoscaling.metric) }}{{ end }}
+{{- $errors = append $errors (printf "autoscaling.metric '%s' is not allowed with the %s autoscaler in %s mode%s; allowed: %s." .Values.autoscaling.metric $autoscaler $mode $where (join ", " $allowed)) }}
 {{- end }}
-{{- if and (has $metric (list "cpu" "memory" "gpu-utilization")) (gt (int .Values.autoscaling.target) 100) }}
-{{- $errors = append $errors (printf "autoscaling.target for %s is a percentage (1..100); got %d." $metric (int .Values.autoscaling.target)) }}
 {{- end }}
-{{- if gt $min $max }}
-{{- $errors = append $errors (printf "replicas.min (%d) is greater than replicas.max (%d)." $min $max) }}
+{{- if and (has $metric (list "cpu" "memory" "gpu-utilization")) (gt $target 100) }}
+{{- $errors = append $errors (printf "autoscaling.target for %s is a percentage (1..100); got %d." $metric $target) }}
 {{- end }}
-{{- if and (eq $min 0) (has $autoscaler (list "hpa" "none")) }}
-{{- $errors = append $errors (printf "replicas.min 0 (scale to zero) is impossible with the %s autoscaler: the HPA clamps it to 1 in Standard mode. Use deploymentMode Knative (KPA), or autoscaling.autoscaler keda, or replicas.min >= 1." $autoscaler) }}
+{{- if lt $max 1 }}
+{{- $errors = append $errors (printf "replicas.max must be at least 1; got %d." $max) }}
+{{- end }}
+{{- if and (ge $max 1) (gt $min $max) }}
+{{- $errors = append $errors (printf "replicas.min (%d) is greater than replicas.max (%d); raise replicas.max or lower replicas.min." $min $max) }}
+{{- end }}
+{{- if and (eq $min 0) (has $autoscaler (list "hpa" "none")) (eq $mode "Standard") }}
+{{- $errors = append $errors (printf "replicas.min 0 (scale to zero) is impossible with the %s autoscaler: the HPA clamps it to 1 in Standard mode. Use Knative mode (KPA), or the keda autoscaler, or replicas.min >= 1." $autoscaler) }}
 {{- end }}
 {{- if and (eq $autoscaler "none") (ne $min $max) }}
-{{- $errors = append $errors "autoscaling.autoscaler none runs a fixed number of replicas: set replicas.min = replicas.max." }}
+{{- $errors = append $errors (printf "Autoscaler none runs a fixed number of replicas, but replicas.min (%d) != replicas.max (%d); set them equal or pick an autoscaler." $min $max) }}
 {{- end }}
 {{- if and (not (kindIs "invalid" .Values.canaryTrafficPercent)) (ne $mode "Knative") }}
-{{- $errors = append $errors "canaryTrafficPercent splits traffic between Knative revisions and is only honoured in Knative mode; set deploymentMode: Knative or canaryTrafficPercent: null." }}
+{{- $errors = append $errors "canaryTrafficPercent splits traffic between Knative revisions and is only honoured in Knative mode; set deploymentMode: Knative, or drop canaryTrafficPercent in Standard mode (spec.canary is Standard mode's canary)." }}
 {{- end }}
 {{- if and (eq .Values.target "sklearnserver") (gt $gpus 0) }}
-{{- $errors = append $errors "A GPU with the sklearnserver runtime would sit idle: scikit-learn predicts on the CPU. Serve the ONNX model with target triton-gpu, or set gpu.count: 0." }}
+{{- $errors = append $errors "A GPU with the sklearnserver runtime would sit idle: scikit-learn predicts on the CPU. Serve the ONNX model on a GPU with target triton-gpu (kserve-tritonserver), or drop the GPU." }}
 {{- end }}
 {{- if and (eq .Values.target "triton-cpu") (gt $gpus 0) }}
-{{- $errors = append $errors "Target triton-cpu runs without a GPU; use target triton-gpu." }}
+{{- $errors = append $errors (printf "Target triton-cpu runs without a GPU but %d GPU(s) were requested; use target triton-gpu." $gpus) }}
 {{- end }}
 {{- if and (eq .Values.target "triton-gpu") (eq $gpus 0) }}
 {{- $errors = append $errors "Target triton-gpu needs at least one GPU; use target triton-cpu to serve ONNX on CPUs." }}
 {{- end }}
 {{- if and (eq $autoscaler "keda") (eq $metric "gpu-utilization") (eq $gpus 0) }}
-{{- $errors = append $errors "The keda gpu-utilization metric (DCGM) needs a GPU; use triton-queue-time with Triton, or the hpa autoscaler." }}
+{{- $errors = append $errors "The keda gpu-utilization metric (DCGM) needs a GPU target; use triton-queue-time with Triton, or the hpa autoscaler on cpu for CPU targets." }}
 {{- end }}
 {{- if and (eq $autoscaler "keda") (eq $metric "triton-queue-time") (not (hasPrefix "triton" .Values.target)) }}
-{{- $errors = append $errors (printf "The keda triton-queue-time metric comes from Triton; target %s does not export it." .Values.target) }}
+{{- $errors = append $errors (printf "The keda triton-queue-time metric comes from Triton; target %s does not export it. Use the hpa autoscaler on cpu instead." .Values.target) }}
 {{- end }}
 {{- if and .Values.autoscaling.prometheus.authMode (ne $autoscaler "keda") }}
 {{- $errors = append $errors "autoscaling.prometheus.authMode only applies to the keda autoscaler; set autoscaling.autoscaler: keda or authMode: \"\"." }}
@@ -170,7 +182,7 @@ wording) as pipeserve.kube.spec.DeploymentSpec.check.
 {{- $errors = append $errors "autoscaling.prometheus.authMode needs autoscaling.prometheus.authSecret (the Secret with the Prometheus credentials)." }}
 {{- end }}
 {{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" (include "pipeserve.fullname" .)) }}
-{{- $errors = append $errors (printf "InferenceService name %q is not a DNS-1123 label starting with a letter." (include "pipeserve.fullname" .)) }}
+{{- $errors = append $errors (printf "InferenceService name '%s' is not a DNS-1123 label starting with a letter (lower-case letters, digits and '-', at most 63 characters)." (include "pipeserve.fullname" .)) }}
 {{- end }}
 {{- if $errors }}
 {{- fail (printf "\nVALUES VALIDATION:\n%s" (join "\n" $errors)) }}

@@ -80,6 +80,10 @@ class Words:
 
 SPEC_WORDS = Words("min_replicas", "max_replicas", "Scale metric", "scale_target", "canaryTrafficPercent",
                    "use --mode Knative", "use --mode Standard")
+# The Helm chart's values; its validateValues (charts/pipeserve/templates/_helpers.tpl) writes these
+# very messages, which tests/kube/test_refusals.py compares word for word.
+CHART_WORDS = Words("replicas.min", "replicas.max", "autoscaling.metric", "autoscaling.target", "canaryTrafficPercent",
+                    "set deploymentMode: Knative", "set deploymentMode: Standard")
 ISVC_WORDS = Words("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget", "canaryTrafficPercent",
                    "set serving.kserve.io/deploymentMode: Knative", "set serving.kserve.io/deploymentMode: Standard")
 
