@@ -1,13 +1,16 @@
-"""Regenerate ``crd_schemas.json.gz``: strict JSON Schemas converted from the KServe CRDs.
+"""Regenerate ``schemas/kserve-crds.json.gz``: strict JSON Schemas converted from the KServe CRDs.
 
-Usage (from the repository root; the CRD YAMLs come from kserve/kserve ``config/crd/full/``)::
+The CRDs come from the KServe Go module that the local control plane builds its controller from
+(``cluster/go/kserve/go.mod``; v0.20.0, because v0.21.0 is not served by the Go module proxy), so
+the schema pipeserve checks against is the one the cluster installs. ``make vendor-crds`` runs::
 
-    python -m pipeserve.kube._vendor_crds ../shared/reference/specs
+    python -m pipeserve.kube._vendor_crds            # go mod download, then config/crd/full/
+    python -m pipeserve.kube._vendor_crds DIR        # or any folder holding the CRD YAMLs
 
 The CRDs' ``openAPIV3Schema`` is turned into JSON Schema (Draft 7) that behaves like the API
 server with ``fieldValidation=Strict`` (kubectl's default): every object that lists its
 properties gets ``additionalProperties: false``, ``x-kubernetes-int-or-string`` becomes
-integer-or-string, ``nullable`` becomes a ``null`` type. The result (about 90 KB gzipped) is
+integer-or-string, ``nullable`` becomes a ``null`` type. The result (about 30 KB gzipped) is
 committed, so validation works without the CRD files and loads in milliseconds instead of the
 seconds a YAML parse of the 2 MB CRD takes.
 """
@@ -83,11 +86,34 @@ def convert(specs_dir: Path) -> dict[str, Any]:
     return out
 
 
+KSERVE_MODULE = "github.com/kserve/kserve"
+WRAPPER_GO_MOD = Path(__file__).resolve().parents[3] / "cluster" / "go" / "kserve" / "go.mod"
+
+
+def kserve_module() -> tuple[str, Path]:
+    """``(version, folder)`` of the KServe module the cluster's wrapper go.mod pins (downloaded if needed)."""
+    import re
+    import subprocess
+
+    match = re.search(rf"^\s*{re.escape(KSERVE_MODULE)} (v\S+)", WRAPPER_GO_MOD.read_text(), re.M)
+    if match is None:
+        raise SystemExit(f"{WRAPPER_GO_MOD} does not require {KSERVE_MODULE}")
+    version = match.group(1)
+    out = subprocess.run(["go", "mod", "download", "-json", f"{KSERVE_MODULE}@{version}"], capture_output=True,
+                         text=True, check=True, cwd=WRAPPER_GO_MOD.parent)
+    return version, Path(json.loads(out.stdout)["Dir"])
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
+    if len(argv) > 1:
         print(__doc__, file=sys.stderr)
         return 2
-    data = convert(Path(argv[0]))
+    if argv:
+        data = convert(Path(argv[0]))
+    else:
+        version, folder = kserve_module()
+        data = convert(folder / "config" / "crd" / "full")
+        data["_provenance"]["module"] = f"{KSERVE_MODULE}@{version} config/crd/full (Go module proxy)"
     payload = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     # mtime=0 keeps the gzip bytes reproducible.
     OUTPUT.write_bytes(gzip.compress(payload, compresslevel=9, mtime=0))
