@@ -11,7 +11,6 @@ from pipeserve.kube.schema import validate_all
 from .conftest import make_card
 from .render import (
     CHART,
-    MANIFESTS,
     SCENARIOS,
     helm_template,
     kustomize,

@@ -5,12 +5,10 @@ from __future__ import annotations
 import copy
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 
-from pipeserve.kube import DeploymentSpec, build_inference_service
-from pipeserve.kube import schema
+from pipeserve.kube import DeploymentSpec, build_inference_service, schema
 from pipeserve.kube.schema import ManifestInvalid, validate, validate_all, validate_or_raise
 
 # The reference CRDs live in shared/ beside the checkout (CI lays a copy there too).

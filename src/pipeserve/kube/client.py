@@ -50,10 +50,10 @@ class Cluster:
         Raises:
             ClusterError: no kubeconfig, unknown context, or the API server is unreachable.
         """
+        import os
+
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
-
-        import os
 
         kubeconfig = self.kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
         try:

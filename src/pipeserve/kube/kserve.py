@@ -71,6 +71,10 @@ QUANTITY = re.compile(
 MAX_NAME_LENGTH = 63
 
 
+class DeploymentConfigError(ConfigError):
+    """A deployment spec that a KServe cluster would reject, or that could not work as asked."""
+
+
 def default_autoscaler(mode: str) -> str:
     """KServe's autoscaler when none is named: the Knative Pod Autoscaler in Knative mode, else the HPA."""
     return "kpa" if mode == KNATIVE else "hpa"

@@ -9,28 +9,28 @@ written. ``None`` in a field means "the target's default", resolved by :meth:`De
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeserve.errors import ConfigError
-from pipeserve.kube import admission
+from pipeserve.kube import admission, scheduling
 from pipeserve.kube.kserve import (
     AUTOSCALERS,
-    KNATIVE,
-    LABEL_VALUE,
     LEGACY_MODES,
     MODES,
     QUALIFIED_NAME,
     QUANTITY,
     STANDARD,
+    DeploymentConfigError,
     default_autoscaler,
     is_dns1123_label,
     is_dns1123_subdomain,
     name_problem,
 )
+from pipeserve.kube.scheduling import Toleration, parse_node_selector, parse_toleration
 from pipeserve.runtimes import TARGET_RUNTIMES
+
+__all__ = ["DeploymentConfigError", "DeploymentSpec", "Toleration", "check_name"]
 
 TARGETS = tuple(TARGET_RUNTIMES)
 # The metric each autoscaler takes on the command line: KServe's scaleMetric for hpa/kpa; for keda
@@ -62,41 +62,6 @@ _RESOURCE_DEFAULTS = {
     "sklearnserver": ("500m", "1", "512Mi", "1Gi"),
 }
 _TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
-
-
-class DeploymentConfigError(ConfigError):
-    """A deployment spec that a KServe cluster would reject, or that could not work as asked."""
-
-
-@dataclass(frozen=True)
-class Toleration:
-    """A pod toleration (Kubernetes ``core/v1`` Toleration).
-
-    Args:
-        key: Taint key, e.g. ``nvidia.com/gpu``.
-        operator: ``Exists`` or ``Equal``.
-        value: Taint value (with ``Equal`` only).
-        effect: ``NoSchedule``, ``PreferNoSchedule``, ``NoExecute`` or empty for all effects.
-    """
-
-    key: str
-    operator: str = "Exists"
-    value: str | None = None
-    effect: str | None = "NoSchedule"
-
-    def to_dict(self) -> dict[str, str]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
-    @classmethod
-    def parse(cls, text: str) -> Toleration:
-        """Parse ``key[=value][:effect]`` (kubectl taint syntax); no value means ``Exists``."""
-        effect: str | None = None
-        if ":" in text:
-            text, effect = text.rsplit(":", 1)
-        if "=" in text:
-            key, value = text.split("=", 1)
-            return cls(key=key, operator="Equal", value=value, effect=effect or None)
-        return cls(key=text, operator="Exists", effect=effect or None)
 
 
 @dataclass(frozen=True)
@@ -206,9 +171,9 @@ class DeploymentSpec:
         if isinstance(tolerations, str):
             tolerations = [item.strip() for item in tolerations.split(",") if item.strip()] or None
         if node_selector is not None:
-            kwargs["node_selector"] = _parse_node_selector(node_selector)
+            kwargs["node_selector"] = parse_node_selector(node_selector)
         if tolerations is not None:
-            kwargs["tolerations"] = tuple(_parse_toleration(t) for t in tolerations)
+            kwargs["tolerations"] = tuple(parse_toleration(t) for t in tolerations)
         spec = cls(**kwargs)
         spec.check()
         return spec
@@ -374,19 +339,7 @@ def _quantities(s: DeploymentSpec) -> str | None:
 
 
 def _scheduling(s: DeploymentSpec) -> str | None:
-    for key, value in (s.node_selector or {}).items():
-        if not QUALIFIED_NAME.match(key) or not LABEL_VALUE.match(str(value)) or len(str(value)) > 63:
-            return f"Node selector {key}={value} is not a valid label key/value pair."
-    for tol in s.tolerations or ():
-        if not isinstance(tol, Toleration):
-            return f"Tolerations must be Toleration objects; got {tol!r} (use DeploymentSpec.from_options)."
-        if tol.operator not in ("Exists", "Equal"):
-            return f"Toleration operator must be Exists or Equal; got {tol.operator!r}."
-        if tol.effect not in (None, "NoSchedule", "PreferNoSchedule", "NoExecute"):
-            return f"Toleration effect must be NoSchedule, PreferNoSchedule or NoExecute; got {tol.effect!r}."
-        if tol.operator == "Exists" and tol.value:
-            return f"Toleration {tol.key}: operator Exists takes no value; use Equal or drop the value."
-    return None
+    return scheduling.node_selector_problem(s.node_selector) or scheduling.tolerations_problem(s.tolerations)
 
 
 def _prometheus(s: DeploymentSpec) -> str | None:
@@ -407,32 +360,3 @@ def check_name(name: str) -> None:
     """
     if problem := name_problem(name):
         raise DeploymentConfigError(f"InferenceService name {problem}.")
-
-
-def _parse_node_selector(raw: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
-    if isinstance(raw, Mapping):
-        return {str(k): str(v) for k, v in raw.items()}
-    out = {}
-    for item in raw:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise DeploymentConfigError(f"Node selector {item!r} must look like KEY=VALUE, e.g. nvidia.com/gpu.present=true.")
-        out[key] = value
-    return out
-
-
-def _parse_toleration(raw: str | Mapping[str, Any] | Toleration) -> Toleration:
-    if isinstance(raw, Toleration):
-        return raw
-    if isinstance(raw, Mapping):
-        unknown = set(raw) - _TOLERATION_KEYS
-        if unknown or "key" not in raw:
-            raise DeploymentConfigError(
-                f"Toleration {dict(raw)!r} must have a 'key' and only the fields key, operator, value, effect."
-            )
-        return Toleration(
-            key=raw["key"], operator=raw.get("operator", "Exists"), value=raw.get("value"), effect=raw.get("effect")
-        )
-    if not raw:
-        raise DeploymentConfigError("An empty toleration was given; use KEY[=VALUE][:EFFECT].")
-    return Toleration.parse(raw)
