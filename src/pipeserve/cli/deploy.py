@@ -18,9 +18,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "deploy",
         help="Apply the InferenceService to the current cluster, wait for Ready and run a smoke inference.",
-        description="Render the model's InferenceService (as `pipeserve manifest` does), apply it with "
-        "server-side apply, wait until it is Ready, send one v2 inference and print the URL. Needs a "
-        "kubeconfig (or in-cluster credentials) and KServe 0.21 on the cluster.",
+        description="Render the model's InferenceService (as `pipeserve manifest` does), run the preflight "
+        "checks of `pipeserve doctor`, apply it with server-side apply (strict field validation), wait until it "
+        "is Ready, send one v2 inference and print the URL. Needs a kubeconfig (or in-cluster credentials) and "
+        "KServe on the cluster. Exit 0 when Ready, 1 on a cluster failure or timeout (the message names the "
+        "reason, e.g. the scheduler's), 2 when the manifest is refused (webhook or validation message verbatim).",
     )
     add_model_arguments(parser)
     add_spec_arguments(parser)
@@ -28,7 +30,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--context", help="kubeconfig context (default: the current one).")
     c.add_argument("--timeout", type=float, default=600, help="Seconds to wait for Ready (default: %(default)s).")
     c.add_argument("--dry-run", action="store_true", help="Print what would be applied; do not contact a cluster.")
-    c.add_argument("--no-smoke", dest="smoke", action="store_false", help="Skip the smoke inference.")
+    c.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                   help="Wait until the InferenceService is Ready (default); --no-wait returns after the apply.")
+    c.add_argument("--no-smoke", dest="smoke", action="store_false",
+                   help="Skip the smoke inference (e.g. on a cluster whose pods are simulated).")
     c.add_argument(
         "--smoke-url",
         help="Base URL for the smoke inference when status.url is not reachable from here, e.g. "
@@ -46,36 +51,28 @@ def _say(text: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pipeserve.kube import to_yaml
     from pipeserve.kube.client import FIELD_MANAGER, Cluster, smoke_infer
+    from pipeserve.kube.deploy import deploy
 
     rendered = render(args)
     for note in rendered.warnings:
         _say(f"warning: {note}")
-    docs, card, isvc = rendered.documents, rendered.card, rendered.inference_service
     if args.dry_run:
-        names = ", ".join(f"{d['kind']}/{d['metadata']['name']}" for d in docs)
+        names = ", ".join(f"{d['kind']}/{d['metadata']['name']}" for d in rendered.documents)
         _say(f"dry run: would server-side apply (field manager {FIELD_MANAGER}) {names}")
-        sys.stdout.write(to_yaml(docs))
+        sys.stdout.write(to_yaml(rendered.documents))
         return 0
-    cluster = Cluster(args.context).connect()
-    namespace = isvc["metadata"].get("namespace") or cluster.namespace
-    applied = cluster.apply(docs, force_conflicts=args.force_conflicts)
-    _say(f"applied {', '.join(applied)} in namespace {namespace}")
     started = time.monotonic()
-    state = cluster.wait_ready(
-        isvc["metadata"]["name"],
-        namespace,
-        timeout_s=args.timeout,
-        progress=lambda s: _say(f"[{time.monotonic() - started:5.0f}s] {s}"),
+    result = deploy(
+        Cluster(args.context).connect(), rendered, wait=args.wait, timeout_s=args.timeout,
+        force_conflicts=args.force_conflicts, smoke=smoke_infer if args.smoke else None, smoke_url=args.smoke_url,
+        progress=lambda line: _say(f"[{time.monotonic() - started:5.0f}s] {line}"),
     )
-    path = isvc["metadata"]["annotations"]["pipeserve.dev/v2-model-path"]
-    model_name = path.rsplit("/", 1)[-1]
-    url = state.url or ""
-    if args.smoke:
-        target = args.smoke_url or url
-        if not target:
-            _say("no status.url reported: smoke inference skipped (pass --smoke-url)")
-        else:
-            outputs = smoke_infer(target, model_name, card.n_features)
-            _say(f"smoke inference ok: {outputs}")
-    print(f"{url}{path}/infer" if url else f"{path}/infer (no status.url: reach it through the predictor Service)")
+    path = rendered.inference_service["metadata"]["annotations"]["pipeserve.dev/v2-model-path"]
+    if result.url:
+        print(result.url)
+    elif args.wait:
+        print(f"{path}/infer (no status.url: reach it through the predictor Service)")
+    else:
+        print(f"applied; not waiting (kubectl wait --for=condition=Ready inferenceservice/{result.name} "
+              f"-n {result.namespace})")
     return 0

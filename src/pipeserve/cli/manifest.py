@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from pipeserve.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
+    from pipeserve.kube import DeploymentSpec
     from pipeserve.kube.render import Rendered
 
 _EPILOG = """\
@@ -122,6 +123,18 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     s3.add_argument("--s3-no-https", action="store_true", help="The endpoint speaks plain HTTP.")
 
 
+def spec_from_args(args: argparse.Namespace) -> DeploymentSpec:
+    """The checked DeploymentSpec the `--target`, `--mode`, ... options describe."""
+    import dataclasses
+
+    from pipeserve.kube import DeploymentSpec
+
+    names = [f.name for f in dataclasses.fields(DeploymentSpec)
+             if not f.name.startswith("_") and f.name not in ("node_selector", "tolerations")]
+    return DeploymentSpec.from_options(node_selector=args.node_selector, tolerations=args.toleration,
+                                       **{name: getattr(args, name) for name in names})
+
+
 def render(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Rendered:
     """Render and check the documents the parsed `manifest`/`deploy` options describe.
 
@@ -129,17 +142,12 @@ def render(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
         args: Parsed arguments.
         environ: Where the S3 keys are read from (default: ``os.environ``, read here, not at import).
     """
-    import dataclasses
     import os
 
-    from pipeserve.kube import DeploymentSpec
     from pipeserve.kube.render import S3Credentials, render_documents, select_model
 
     _, card = select_model(args.model_path, args.model)
-    names = [f.name for f in dataclasses.fields(DeploymentSpec)
-             if not f.name.startswith("_") and f.name not in ("node_selector", "tolerations")]
-    spec = DeploymentSpec.from_options(node_selector=args.node_selector, tolerations=args.toleration,
-                                       **{name: getattr(args, name) for name in names})
+    spec = spec_from_args(args)
     s3 = None
     if args.s3_credentials:
         env = os.environ if environ is None else environ

@@ -13,10 +13,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeserve.errors import ClusterError
+from pipeserve.errors import ClusterError, UserError
 from pipeserve.kube import kserve
 
 FIELD_MANAGER = "pipeserve"
+
+
+class ManifestRejected(UserError):
+    """The API server or an admission webhook refused a manifest (exit 2: the manifest must change)."""
 
 
 @dataclass(frozen=True)
@@ -92,23 +96,44 @@ class Cluster:
 
     def apply(self, docs: Iterable[Mapping[str, Any]], force_conflicts: bool = False) -> list[str]:
         """Server-side apply each document (field manager ``pipeserve``); return ``Kind/name`` applied."""
+        return [f"{o['kind']}/{o['metadata']['name']}" for o in self.apply_objects(docs, force_conflicts)]
+
+    def apply_objects(self, docs: Iterable[Mapping[str, Any]], force_conflicts: bool = False,
+                      dry_run: bool = False) -> list[dict[str, Any]]:
+        """Server-side apply with strict field validation; return the objects as the API server stored them.
+
+        Args:
+            docs: Manifests (plain dicts).
+            force_conflicts: Take over fields another field manager owns.
+            dry_run: Run admission (webhooks included) and validation, store nothing.
+
+        Raises:
+            ManifestRejected: the API server or an admission webhook refused a document (its message
+                verbatim; exit code 2, it is the manifest that must change).
+            ClusterError: anything else, e.g. 403 Forbidden (the message names the verb and resource).
+        """
         from kubernetes.client.exceptions import ApiException
         from kubernetes.dynamic.exceptions import DynamicApiError
 
-        done = []
+        out = []
         for doc in docs:
             kind, name = doc["kind"], doc["metadata"]["name"]
             resource = self._resource(doc["apiVersion"], kind)
             namespace = (doc["metadata"].get("namespace") or self.namespace) if resource.namespaced else None
+            query = [("fieldValidation", "Strict")] + ([("dryRun", "All")] if dry_run else [])
             try:
-                self._dynamic.server_side_apply(
+                stored = self._dynamic.server_side_apply(
                     resource, body=dict(doc), name=name, namespace=namespace,
-                    field_manager=FIELD_MANAGER, force_conflicts=force_conflicts,
+                    field_manager=FIELD_MANAGER, force_conflicts=force_conflicts, query_params=query,
                 )
             except (ApiException, DynamicApiError) as exc:
-                raise ClusterError(f"The cluster refused {kind}/{name}: {_api_reason(exc)}") from exc
-            done.append(f"{kind}/{name}")
-        return done
+                status = getattr(exc, "status", None)
+                error = ManifestRejected if status in (400, 422) else ClusterError
+                hint = " (another field manager owns these fields: --force-conflicts takes them over)" \
+                    if status == 409 else ""
+                raise error(f"The cluster refused {kind}/{name}: {_api_reason(exc)}{hint}") from exc
+            out.append(stored.to_dict())
+        return out
 
     def wait_ready(
         self,
@@ -138,9 +163,11 @@ class Cluster:
                 return state
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                pods = self.pod_problem(name, namespace)
                 raise ClusterError(
-                    f"InferenceService {namespace}/{name} not Ready after {timeout_s:.0f}s ({summary}); "
-                    f"see `kubectl describe inferenceservice {name} -n {namespace}` and the predictor pod's events."
+                    f"InferenceService {namespace}/{name} not Ready after {timeout_s:.0f}s ({summary})"
+                    f"{f'; predictor pod: {pods}' if pods else ''}; see `kubectl describe inferenceservice {name} "
+                    f"-n {namespace}` and the predictor pod's events."
                 )
             self._wait_for_change(name, namespace, obj, min(poll_s, remaining))
 
@@ -150,7 +177,28 @@ class Cluster:
         Raises:
             ClusterError: it does not exist, or it cannot be read.
         """
-        return self._get(kserve.API_VERSION, kserve.KIND, name, namespace or self.namespace)
+        namespace = namespace or self.namespace
+        found = self.get(kserve.API_VERSION, kserve.KIND, name, namespace)
+        if found is None:
+            raise ClusterError(f"InferenceService {namespace}/{name} does not exist.")
+        return found
+
+    def pod_problem(self, name: str, namespace: str) -> str | None:
+        """Why the InferenceService's pods are not running (the scheduler's or kubelet's words), if readable."""
+        try:
+            pods = self.list("v1", "Pod", namespace, label_selector=f"serving.kserve.io/inferenceservice={name}")
+        except ClusterError:
+            return None  # e.g. a pipeline identity that may not read pods: the ISVC conditions must do
+        for pod in pods:
+            status = pod.get("status") or {}
+            for cond in status.get("conditions") or []:
+                if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                    return f"{pod['metadata']['name']} is {status.get('phase', 'Pending')}: {cond.get('message')}"
+            for container in status.get("containerStatuses") or []:
+                waiting = (container.get("state") or {}).get("waiting")
+                if waiting:
+                    return f"{pod['metadata']['name']}: {waiting.get('reason')} {waiting.get('message') or ''}".strip()
+        return None
 
     def delete_inference_service(self, name: str, namespace: str | None = None) -> None:
         """Delete an InferenceService; deleting one that is already gone is not an error."""
@@ -164,16 +212,59 @@ class Cluster:
         except DynamicApiError as exc:
             raise ClusterError(f"Cannot delete InferenceService {name}: {_api_reason(exc)}") from exc
 
-    def _get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any]:
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """One object as a plain dict, or None when it does not exist.
+
+        Raises:
+            ClusterError: the kind is unknown to the cluster, or reading was refused.
+        """
         from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 
         resource = self._resource(api_version, kind)
         try:
-            return resource.get(name=name, namespace=namespace).to_dict()
-        except NotFoundError as exc:
-            raise ClusterError(f"{kind} {namespace}/{name} does not exist.") from exc
+            return resource.get(name=name, namespace=namespace if resource.namespaced else None).to_dict()
+        except NotFoundError:
+            return None
         except DynamicApiError as exc:
-            raise ClusterError(f"Cannot read {kind} {namespace}/{name}: {_api_reason(exc)}") from exc
+            raise ClusterError(f"Cannot read {kind} {_where(namespace, name)}: {_api_reason(exc)}") from exc
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None,
+             label_selector: str | None = None) -> list[dict[str, Any]]:
+        """Objects of a kind (in ``namespace`` for namespaced kinds), as plain dicts.
+
+        Raises:
+            ClusterError: the kind is unknown to the cluster, or listing was refused.
+        """
+        from kubernetes.dynamic.exceptions import DynamicApiError
+
+        resource = self._resource(api_version, kind)
+        try:
+            found = resource.get(namespace=namespace if resource.namespaced else None, label_selector=label_selector)
+        except DynamicApiError as exc:
+            raise ClusterError(f"Cannot list {kind} in {namespace or 'the cluster'}: {_api_reason(exc)}") from exc
+        return [item.to_dict() for item in found.items]
+
+    def knows(self, api_version: str, kind: str) -> bool:
+        """Whether the API server serves this kind (its CRD is installed)."""
+        try:
+            self._resource(api_version, kind)
+        except ClusterError:
+            return False
+        return True
+
+    def can_i(self, verb: str, resource: str, group: str = "", namespace: str | None = None) -> bool:
+        """Whether the caller may ``verb`` ``resource`` (a SelfSubjectAccessReview, as `kubectl auth can-i`)."""
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                  "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "group": group,
+                                                  "namespace": namespace or ""}}}
+        from kubernetes.dynamic.exceptions import DynamicApiError
+
+        api = self._resource("authorization.k8s.io/v1", "SelfSubjectAccessReview")
+        try:
+            answer = api.create(body=review).to_dict()
+        except DynamicApiError as exc:
+            raise ClusterError(f"Cannot ask the API server what this identity may do: {_api_reason(exc)}") from exc
+        return bool((answer.get("status") or {}).get("allowed"))
 
     def _wait_for_change(self, name: str, namespace: str, seen: Mapping[str, Any], timeout_s: float) -> None:
         """Block until the object changes after ``seen`` (a watch from its resourceVersion) or ``timeout_s``."""
@@ -226,6 +317,10 @@ def smoke_infer(base_url: str, model_name: str, n_features: int, timeout_s: floa
     except PipeserveError as exc:
         raise ClusterError(f"Smoke inference on {base_url}/v2/models/{model_name}/infer failed: {exc}") from exc
     return {name: np.asarray(values).tolist() for name, values in outputs.items()}
+
+
+def _where(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
 
 
 def _readiness(obj: Mapping[str, Any]) -> Readiness:

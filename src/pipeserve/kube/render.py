@@ -47,6 +47,7 @@ class Rendered:
     documents: list[dict[str, Any]]
     warnings: list[str]
     card: ModelCard
+    spec: DeploymentSpec
 
     @property
     def inference_service(self) -> dict[str, Any]:
@@ -104,5 +105,5 @@ def render_documents(card: ModelCard, storage_uri: str, spec: DeploymentSpec,
     errors = validate_all(docs, require_builtin_check=False)
     if errors:
         raise UserError("The rendered manifest fails the strict checks, nothing written: " + "; ".join(errors))
-    return Rendered(docs, [str(w.message) for w in caught], card)
+    return Rendered(docs, [str(w.message) for w in caught], card, spec.resolved())
 
