@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,27 +50,65 @@ class Split:
     task: str
 
 
-def _read_table(source: str) -> pd.DataFrame:
-    lowered = source.lower()
-    is_url = "://" in source
-    if not is_url and not Path(source).is_file():
-        raise DataError(
-            f"Data file {source!r} does not exist. Give a CSV or Parquet path, an fsspec URL "
-            f"(s3://, gs://, https://) or a built-in dataset: {', '.join(BUILTIN_DATASETS)}."
-        )
+#: Suffixes of the tables :func:`load_dataset` reads (``.txt``: CSV).
+DATASET_SUFFIXES = (".csv", ".csv.gz", ".txt", ".parquet", ".pq")
+_PARQUET = (".parquet", ".pq")
+_JSON = (".json",)
+
+
+def read_table(source: str | Path, suffixes: Sequence[str] = DATASET_SUFFIXES, name: str = "file") -> pd.DataFrame:
+    """Read a CSV, Parquet or JSON table from a path or an fsspec URL, chosen by its suffix.
+
+    A JSON file holds records (``[{"col": value, ...}, ...]``), columns, or plain rows
+    (``[[...], ...]``, columns then numbered 0, 1, ...), optionally inside a KServe v1 body
+    ``{"instances": ...}``.
+
+    Args:
+        source: Path or URL (``s3://``, ``gs://``, ``https://`` with the matching fsspec backend).
+        suffixes: The suffixes to accept (``.csv.gz`` is CSV; anything not Parquet or JSON is CSV).
+        name: What messages call the source, e.g. ``--file``.
+
+    Raises:
+        DataError: Unsupported suffix, missing fsspec backend, unreadable or ragged table.
+    """
+    text = str(source)
+    suffix = next((s for s in suffixes if text.lower().endswith(s)), None)
+    if suffix is None:
+        raise DataError(f"Unsupported {name} type {Path(text).name!r}: expected {_or(suffixes)}.")
     try:
-        if lowered.endswith((".parquet", ".pq")):
+        if suffix in _PARQUET:
             return pd.read_parquet(source)
-        if lowered.endswith((".csv", ".csv.gz", ".txt")):
-            return pd.read_csv(source)
+        if suffix in _JSON:
+            return _read_json(Path(source))
+        return pd.read_csv(source)
     except ImportError as exc:
         raise DataError(
-            f"Cannot read {source!r}: {exc}. Install the fsspec backend for this URL scheme "
+            f"Cannot read {text!r}: {exc}. Install the fsspec backend for this URL scheme "
             "(s3fs for s3://, gcsfs for gs://, aiohttp for https://)."
         ) from exc
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"Cannot read {source!r} as a table: {exc}") from exc
-    raise DataError(f"Unsupported file type for {source!r}: expected a .csv or .parquet file.")
+        raise DataError(f"Cannot read {text!r} as a table: {exc}") from exc
+
+
+def _read_json(path: Path) -> pd.DataFrame:
+    raw = json.loads(path.read_text())
+    if isinstance(raw, dict) and "instances" in raw:  # a v1 request body
+        raw = raw["instances"]
+    if isinstance(raw, list) and raw and all(isinstance(r, list) for r in raw):
+        lengths = sorted({len(r) for r in raw})
+        if len(lengths) > 1:  # pandas would pad the short rows with NaN
+            raise DataError(f"{str(path)!r} holds rows of different lengths ({lengths}); every row needs one value "
+                            "per feature.")
+    return pd.DataFrame(raw)
+
+
+def _or(items: Sequence[str]) -> str:
+    return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else items[0]
+
+
+def non_numeric_columns(frame: pd.DataFrame) -> list[str]:
+    """The names of the columns of ``frame`` that are not numbers (what no model here takes)."""
+    return [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
 
 
 def infer_task(y: pd.Series) -> str:
@@ -107,7 +147,12 @@ def load_dataset(source: str, target: str | None = None, task: str | None = None
                 f"{source!r} is not a built-in dataset ({', '.join(BUILTIN_DATASETS)}), so it is read "
                 "as a file and needs --target COLUMN."
             )
-        frame = _read_table(source)
+        if "://" not in source and not Path(source).is_file():
+            raise DataError(
+                f"Data file {source!r} does not exist. Give a CSV or Parquet path, an fsspec URL "
+                f"(s3://, gs://, https://) or a built-in dataset: {', '.join(BUILTIN_DATASETS)}."
+            )
+        frame = read_table(source)
         if target not in frame.columns:
             raise DataError(
                 f"Target column {target!r} not found in {source!r}; columns are: "
@@ -123,7 +168,7 @@ def _check_features(ds: Dataset) -> None:
     features = ds.frame[ds.feature_names]
     if features.shape[1] == 0:
         raise DataError(f"{ds.source!r} has no feature columns besides the target {ds.target!r}.")
-    non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    non_numeric = non_numeric_columns(features)
     if non_numeric:
         raise DataError(
             f"Feature columns must be numeric; these are not: {', '.join(non_numeric[:10])}. "

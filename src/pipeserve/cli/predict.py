@@ -85,38 +85,29 @@ def _parse_rows(text: str) -> Any:
     return rows
 
 
+#: What --file may be: a table of feature rows (the suffix says which format).
+FILE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq", ".json")
+
+
 def _read_file(path: Path, target: str | None) -> Any:
     import numpy as np
     import pandas as pd
 
+    from pipeserve.data import non_numeric_columns, read_table
+
     if not path.is_file():
         raise DataError(f"--file {str(path)!r} does not exist; give a CSV, JSON or Parquet file of feature rows.")
-    suffix = "".join(path.suffixes[-2:]).lower()
-    try:
-        if suffix.endswith((".parquet", ".pq")):
-            frame = pd.read_parquet(path)
-        elif suffix.endswith((".csv", ".csv.gz")):
-            frame = pd.read_csv(path)
-        elif suffix.endswith(".json"):
-            raw = json.loads(path.read_text())
-            if isinstance(raw, dict) and "instances" in raw:
-                raw = raw["instances"]
-            if isinstance(raw, list) and raw and all(isinstance(r, list) for r in raw):
-                if target is not None:
-                    raise DataError(f"--target {target!r} needs named columns; {path} holds plain arrays of rows.")
-                return raw
-            frame = pd.DataFrame(raw)
-        else:
-            raise DataError(f"Unsupported --file type {path.name!r}: expected .csv, .json or .parquet.")
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"Cannot read {path} as a table of rows: {exc}") from exc
+    frame = read_table(path, FILE_SUFFIXES, name="--file")
     if target is not None:
+        if isinstance(frame.columns, pd.RangeIndex):  # plain rows from JSON
+            raise DataError(f"--target {target!r} needs named columns; {path} holds plain arrays of rows.")
         if target not in frame.columns:
-            raise DataError(f"--target {target!r} is not a column of {path}; its columns are: {', '.join(map(str, frame.columns))}.")
+            columns = ", ".join(map(str, frame.columns))
+            raise DataError(f"--target {target!r} is not a column of {path}; its columns are: {columns}.")
         frame = frame.drop(columns=[target])
     if frame.empty:
         raise DataError(f"{path} has no rows.")
-    non_numeric = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    non_numeric = non_numeric_columns(frame)
     if non_numeric:
         raise DataError(
             f"{path}: feature columns must be numeric; {', '.join(non_numeric)} are not. "
