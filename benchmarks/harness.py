@@ -1,6 +1,7 @@
 """Benchmark plumbing: start servers and time their start-up, measure RSS, run wrk, parse its output.
 
-Nothing here knows about pipeserve; :mod:`benchmarks.run` decides what to compare.
+Nothing here knows about pipeserve; :mod:`benchmarks.run` decides what to compare. Servers run
+through :class:`pipeserve.localserver.LocalServer`, the one way the project starts a local server.
 """
 
 from __future__ import annotations
@@ -8,13 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pipeserve.localserver import LocalServer, LocalServerError
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "wrk" / "post.lua"
 APPS_DIR = Path(__file__).resolve().parent / "apps"
@@ -32,39 +31,44 @@ class Server:
     Args:
         name: Short id used in the results table.
         cmd: Command line that starts it in the foreground.
-        ready_url: URL that answers 200 once the server can take requests.
-        base_url: ``http://127.0.0.1:PORT``.
+        ready_url: URL that answers 200 once the server can take requests; None for `pipeserve
+            serve`, which prints a ready line naming the port it bound (``--http-port 0``).
         log: File that receives the server's stdout and stderr.
+        env: Extra environment variables.
     """
 
     name: str
     cmd: list[str]
-    ready_url: str
-    base_url: str
+    ready_url: str | None
     log: Path
     env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen | None = None
-    startup_s: float | None = None
+    local: LocalServer | None = None
     idle_rss_mb: float | None = None
 
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT`` (known once started)."""
+        return self.local.url if self.local else ""
+
+    @property
+    def startup_s(self) -> float | None:
+        """Seconds from spawn to ready."""
+        return self.local.startup_s if self.local else None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.local.proc if self.local else None
+
     def start(self, timeout: float = 90.0) -> None:
-        """Spawn the server and wait until ``ready_url`` answers 200; record the time it took."""
-        env = {**os.environ, **self.env}
-        out = self.log.open("wb")
-        t0 = time.perf_counter()
-        # Own process group, so stop() reaches workers the server forked.
-        self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        out.close()
-        while True:
-            if self.proc.poll() is not None:
-                raise BenchError(f"{self.name} exited with {self.proc.returncode} before it was ready; see {self.log}:\n{tail(self.log)}")
-            if _http_ok(self.ready_url):
-                self.startup_s = time.perf_counter() - t0
-                return
-            if time.perf_counter() - t0 > timeout:
-                self.stop()
-                raise BenchError(f"{self.name} was not ready within {timeout:.0f} s; see {self.log}:\n{tail(self.log)}")
-            time.sleep(0.01)
+        """Spawn the server and wait until it is ready; record how long that took."""
+        if self.ready_url is None:
+            self.local = LocalServer(self.cmd, log_path=self.log, timeout=timeout, env=self.env)
+        else:
+            self.local = LocalServer.command(self.cmd, self.ready_url, log_path=self.log, timeout=timeout, env=self.env)
+        try:
+            self.local.start()
+        except LocalServerError as exc:
+            raise BenchError(f"{self.name}: {exc}") from exc
 
     def rss_mb(self) -> float:
         """Resident memory of the server and all its descendants, in MiB."""
@@ -73,32 +77,9 @@ class Server:
         return sum(_rss_kb(pid) for pid in _tree(self.proc.pid)) / 1024
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM the server's process group, then SIGKILL it after ``grace`` seconds."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-        except ProcessLookupError:
-            pass
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+        """SIGTERM the server, then SIGKILL its process group after ``grace`` seconds."""
+        if self.local is not None:
+            self.local.stop(timeout=grace)
 
 
 def _tree(pid: int) -> list[int]:
@@ -185,11 +166,3 @@ def run_wrk(url: str, body: Body, connections: int, duration: float, threads: in
 def wrk_version() -> str:
     proc = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
     return (proc.stdout + proc.stderr).splitlines()[0].split(" Copyright")[0].strip()
-
-
-def start_v2_server(name: str, cmd: list[str], http_port: int, log_dir: Path, timeout: float = 90) -> Server:
-    """Start a v2 server (pipeserve, KServe, ...) on 127.0.0.1:http_port and wait for /v2/health/ready."""
-    base = f"http://127.0.0.1:{http_port}"
-    server = Server(name, cmd, f"{base}/v2/health/ready", base, log_dir / f"{name}.log")
-    server.start(timeout=timeout)
-    return server

@@ -1,6 +1,7 @@
 """`make bench`: pipeserve against KServe and simple baselines, side by side, on loopback.
 
-Servers (all up at once, each on its own free 127.0.0.1 port, one process each):
+Servers (all up at once, each on its own free 127.0.0.1 port, one process each; pipeserve binds
+port 0 and says which port it got, the others take a port chosen beforehand):
 
 * ``pipeserve-onnx``    ``pipeserve serve REPO --backend onnx``
 * ``pipeserve-sklearn`` ``pipeserve serve REPO --backend sklearn`` (skops-loaded scikit-learn)
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.harness import Body, BenchError, Server, WrkResult, run_wrk, wrk_version
-from pipeserve.smoke import free_port
+from pipeserve.localserver import free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -164,13 +165,16 @@ def make_servers(repo: Path, workdir: Path) -> dict[str, Server]:
     logs.mkdir(parents=True, exist_ok=True)
     servers = {}
     for name in SERVERS:
+        log = logs / f"{name}.log"
+        if name.startswith("pipeserve-"):
+            cmd = [*pipeserve, "serve", str(repo), "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "auto",
+                   "--backend", name.split("-", 1)[1], "--log-level", "warning"]
+            servers[name] = Server(name, cmd, None, log)  # ready line: the ports it bound
+            continue
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         ready = f"{base}/v2/health/ready"
-        if name.startswith("pipeserve-"):
-            cmd = [*pipeserve, "serve", str(repo), "--host", "127.0.0.1", "--http-port", str(port),
-                   "--grpc-port", str(free_port()), "--backend", name.split("-", 1)[1], "--log-level", "warning"]
-        elif name == "kserve":
+        if name == "kserve":
             cmd = [py, str(APPS / "kserve_app.py"), str(repo), "--http-port", str(port), "--grpc-port", str(free_port())]
         elif name == "raw-sklearn":
             cmd = [py, str(APPS / "raw_sklearn.py"), str(repo), "--port", str(port)]
@@ -179,7 +183,7 @@ def make_servers(repo: Path, workdir: Path) -> dict[str, Server]:
             ready = f"{base}/health"
         else:
             cmd = [py, str(APPS / "null_asgi.py"), "--port", str(port)]
-        servers[name] = Server(name, cmd, ready, base, logs / f"{name}.log")
+        servers[name] = Server(name, cmd, ready, log)
     return servers
 
 
@@ -321,7 +325,8 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        mem_kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        mem_kb = int(next(line for line in meminfo if line.startswith("MemTotal")).split()[1])
     except (OSError, StopIteration, ValueError):
         mem_kb = 0
     return {"nproc": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_kb / 1024 / 1024, 1),

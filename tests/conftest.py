@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeserve._protos import share_inference_protos
+from interop import share_inference_protos
 from pipeserve.workflow import FitResult, fit_and_package
 
-# kserve (manifest builder, its clients) and tritonclient.grpc (v2 clients, server stubs) both run
-# in this process; see pipeserve._protos.
+# kserve (its clients and ModelServer, the interop peers) and tritonclient.grpc (v2 clients, server
+# stubs) both run in this process; see tests/interop.py.
 share_inference_protos()
 
 

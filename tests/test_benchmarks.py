@@ -16,7 +16,7 @@ import pytest
 
 from benchmarks import run as bench
 from benchmarks.harness import APPS_DIR, Body, BenchError, Server, parse_wrk, run_wrk
-from pipeserve.smoke import free_port
+from pipeserve.localserver import free_port
 
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt-get install wrk)")
@@ -86,8 +86,9 @@ def test_wrk_against_the_null_server(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = Server("null", [sys.executable, str(APPS_DIR / "null_asgi.py"), "--port", str(port)],
-                    f"{base}/ready", base, tmp_path / "null.log")
+                    f"{base}/ready", tmp_path / "null.log")
     server.start(timeout=30)
+    assert server.base_url == base
     try:
         body = tmp_path / "body.json"
         body.write_text('{"inputs": []}')
@@ -116,3 +117,9 @@ def test_one_tiny_end_to_end_run(tmp_path: Path) -> None:
     data = json.loads(out.with_suffix(".json").read_text())
     assert data["results"]["1row-c1"]["pipeserve-onnx"]["errors"] == 0
     assert data["servers"]["pipeserve-onnx"]["startup_s"] > 0
+
+
+def test_a_server_that_does_not_start_is_a_bench_error(tmp_path: Path) -> None:
+    server = Server("broken", [sys.executable, "-c", "raise SystemExit(3)"], "http://127.0.0.1:1/", tmp_path / "b.log")
+    with pytest.raises(BenchError, match=r"^broken: .* exited with code 3"):
+        server.start(timeout=10)

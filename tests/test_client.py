@@ -1,26 +1,24 @@
 """pipeserve.client.Predictor against real v2 servers: `pipeserve serve` and KServe 0.21's ModelServer.
 
 Both servers run as real processes on free loopback ports and serve the same fitted estimators
-(KServe through the plain sklearn ``kserve.Model`` in benchmarks/apps/kserve_app.py). Every
-transport the client offers is exercised: REST JSON, REST binary, gRPC.
+(KServe through the plain sklearn ``kserve.Model`` in benchmarks/apps/kserve_app.py, started by
+tests/interop.py). Every transport the client offers is exercised: REST JSON, REST binary, gRPC.
 """
 
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from interop import kserve_server as start_kserve
 
-from benchmarks.harness import start_v2_server  # the benchmark's launcher also starts the KServe app
-from pipeserve.smoke import free_port, free_ports
 from pipeserve.client import ModelMetadata, Predictor, ServerUnreachable, TensorMetadata
 from pipeserve.errors import InferenceError, InvalidInput, NotFound, PipeserveError, UserError
-
-ROOT = Path(__file__).resolve().parents[1]
+from pipeserve.localserver import LocalServer, free_port
+from pipeserve.transports import GrpcTransport
 
 TRANSPORTS = ["rest-json", "rest-binary", "grpc"]
 
@@ -37,23 +35,16 @@ def repo(iris_repo: Path, diabetes_repo: Path, tmp_path_factory: pytest.TempPath
 @pytest.fixture(scope="module")
 def pipeserve_server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """`pipeserve serve` (REST + gRPC); yields (rest url, grpc address)."""
-    http_port, grpc_port = free_ports(2)
-    cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(repo), "--http-port", str(http_port),
-           "--grpc-port", str(grpc_port), "--log-level", "warning"]
-    server = start_v2_server("pipeserve", cmd, http_port, tmp_path_factory.mktemp("logs"))
-    yield server.base_url, f"127.0.0.1:{grpc_port}"
-    server.stop()
+    log = tmp_path_factory.mktemp("logs") / "pipeserve.log"
+    with LocalServer.serve(repo, "--log-level", "warning", grpc=True, log_path=log) as server:
+        yield server.url, server.grpc_url
 
 
 @pytest.fixture(scope="module")
 def kserve_server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """KServe 0.21 ModelServer with a sklearn kserve.Model per model (+ '<name>-nometa' variants)."""
-    http_port, grpc_port = free_ports(2)
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "apps" / "kserve_app.py"), str(repo),
-           "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
-    server = start_v2_server("kserve", cmd, http_port, tmp_path_factory.mktemp("logs"))
-    yield server.base_url, f"127.0.0.1:{grpc_port}"
-    server.stop()
+    with start_kserve(repo, tmp_path_factory.mktemp("logs") / "kserve.log") as server:
+        yield server.url, server.grpc_url
 
 
 def predictor(urls: tuple[str, str], transport: str, model: str | None) -> Predictor:
@@ -119,12 +110,8 @@ def string_label_server(tmp_path_factory: pytest.TempPathFactory):  # type: igno
     frame["species"] = iris.target_names[iris.target]
     frame.to_csv(tmp / "species.csv", index=False)
     fit = fit_and_package(str(tmp / "species.csv"), tmp / "repo", target="species", name="species")
-    http_port, grpc_port = free_ports(2)
-    cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(tmp / "repo"), "--http-port", str(http_port),
-           "--grpc-port", str(grpc_port), "--log-level", "warning"]
-    server = start_v2_server("pipeserve-species", cmd, http_port, tmp)
-    yield (server.base_url, f"127.0.0.1:{grpc_port}"), fit
-    server.stop()
+    with LocalServer.serve(tmp / "repo", "--log-level", "warning", grpc=True, log_path=tmp / "server.log") as server:
+        yield (server.url, server.grpc_url), fit
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -188,20 +175,13 @@ def test_unknown_model_is_not_found(pipeserve_server, transport) -> None:
             p.predict([[1.0, 2.0, 3.0, 4.0]])
 
 
-def test_model_discovery_over_rest(pipeserve_server, repo, tmp_path) -> None:
+def test_model_discovery_over_rest(pipeserve_server, repo) -> None:
     with Predictor(pipeserve_server[0]) as p, pytest.raises(UserError, match=r"serves 2 models \(diabetes, iris\)"):
         _ = p.model
     # A server with a single model: the name is optional.
-    http_port = free_port()
-    cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(repo / "iris"), "--http-port", str(http_port),
-           "--log-level", "warning"]
-    server = start_v2_server("pipeserve-single", cmd, http_port, tmp_path)
-    try:
-        with Predictor(server.base_url) as p:
-            assert p.model == "iris"
-            assert p.predict([[5.1, 3.5, 1.4, 0.2]]).shape == (1,)
-    finally:
-        server.stop()
+    with LocalServer.serve(repo / "iris", "--log-level", "warning") as server, Predictor(server.url) as p:
+        assert p.model == "iris"
+        assert p.predict([[5.1, 3.5, 1.4, 0.2]]).shape == (1,)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -280,6 +260,6 @@ def test_every_client_error_is_a_pipeserve_error() -> None:
 def test_grpc_unavailable_means_not_ready_unless_the_transport_failed(message, expected):
     from tritonclient.utils import InferenceServerException
 
-    error = Predictor("127.0.0.1:1", "iris", grpc=True)._server_error(
+    error = GrpcTransport("127.0.0.1:1").error(
         "infer", InferenceServerException(msg=message, status="StatusCode.UNAVAILABLE"))
     assert type(error).__name__ == expected

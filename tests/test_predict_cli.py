@@ -1,53 +1,47 @@
 """`pipeserve predict` against the real `pipeserve serve` (REST JSON, REST binary, gRPC) and KServe.
 
-Success paths run the CLI in-process (``main([...])``); the exit-code contract (one line on
-stderr, no traceback) is also checked end to end in a subprocess.
+Success paths run the CLI in-process (``run_cli``); the exit-code contract (one line on stderr,
+no traceback) is also checked end to end in a child process (``spawn_cli``).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import run_cli, spawn_cli
+from interop import kserve_server
 
-from benchmarks.harness import start_v2_server  # the benchmark's launcher also starts the KServe app
-from pipeserve.smoke import free_port, free_ports
-from pipeserve.cli.main import main
 from pipeserve.cli.predict import format_json_lines, format_table
-
-ROOT = Path(__file__).resolve().parents[1]
+from pipeserve.localserver import LocalServer, free_port
 
 ROWS = "[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]"
 
 
 @pytest.fixture(scope="module")
 def server(iris_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    http_port, grpc_port = free_ports(2)
-    cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(iris_repo), "--http-port", str(http_port),
-           "--grpc-port", str(grpc_port), "--log-level", "warning"]
-    proc = start_v2_server("pipeserve", cmd, http_port, tmp_path_factory.mktemp("logs"))
-    yield {"rest": proc.base_url, "grpc": f"127.0.0.1:{grpc_port}"}
-    proc.stop()
+    log = tmp_path_factory.mktemp("logs") / "pipeserve.log"
+    with LocalServer.serve(iris_repo, "--log-level", "warning", grpc=True, log_path=log) as local:
+        yield {"rest": local.url, "grpc": local.grpc_url}
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["predict", *args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+def run(*args: str) -> tuple[int, str, str]:
+    """`pipeserve predict ARGS...` in-process: (exit code, stdout, stderr)."""
+    result = run_cli("predict", *args)
+    return result.code, result.out, result.err
 
 
 def expected(iris_fit, rows: np.ndarray) -> tuple[list[int], np.ndarray]:  # type: ignore[no-untyped-def]
     return iris_fit.model.predict(rows).tolist(), iris_fit.model.predict_proba(rows)
 
 
-def test_json_rows_print_a_table(server, capsys, iris_fit) -> None:
-    code, out, err = run(capsys, "iris", "--url", server["rest"], ROWS)
+def test_json_rows_print_a_table(server, iris_fit) -> None:
+    code, out, err = run("iris", "--url", server["rest"], ROWS)
     assert (code, err) == (0, "")
     header, *lines = out.splitlines()
     assert header.split() == ["row", "label", "probabilities"]
@@ -57,9 +51,9 @@ def test_json_rows_print_a_table(server, capsys, iris_fit) -> None:
 
 
 @pytest.mark.parametrize("transport", [[], ["--binary"], ["--grpc"]])
-def test_json_lines_match_sklearn_on_every_transport(server, capsys, iris_fit, transport) -> None:
+def test_json_lines_match_sklearn_on_every_transport(server, iris_fit, transport) -> None:
     url = server["grpc"] if transport == ["--grpc"] else server["rest"]
-    code, out, err = run(capsys, "iris", "--url", url, *transport, "--output", "json", ROWS)
+    code, out, err = run("iris", "--url", url, *transport, "--output", "json", ROWS)
     assert (code, err) == (0, "")
     records = [json.loads(line) for line in out.splitlines()]
     labels, proba = expected(iris_fit, np.array(json.loads(ROWS), np.float32))
@@ -67,13 +61,13 @@ def test_json_lines_match_sklearn_on_every_transport(server, capsys, iris_fit, t
     np.testing.assert_allclose([r["probabilities"] for r in records], proba, atol=1e-5)
 
 
-def test_a_single_flat_row(server, capsys) -> None:
-    code, out, _ = run(capsys, "iris", "--url", server["rest"], "--output", "json", "[5.1, 3.5, 1.4, 0.2]")
+def test_a_single_flat_row(server) -> None:
+    code, out, _ = run("iris", "--url", server["rest"], "--output", "json", "[5.1, 3.5, 1.4, 0.2]")
     assert code == 0 and len(out.splitlines()) == 1
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])
-def test_file_rows_with_the_target_dropped(server, capsys, iris_fit, iris_split, tmp_path, fmt) -> None:
+def test_file_rows_with_the_target_dropped(server, iris_fit, iris_split, tmp_path, fmt) -> None:
     X, y = iris_split
     frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
     frame["target"] = y
@@ -84,16 +78,16 @@ def test_file_rows_with_the_target_dropped(server, capsys, iris_fit, iris_split,
         frame.to_parquet(path)
     else:
         frame.to_json(path, orient="records")
-    code, out, err = run(capsys, "iris", "--url", server["rest"], "--binary", "--file", str(path), "--target", "target",
+    code, out, err = run("iris", "--url", server["rest"], "--binary", "--file", str(path), "--target", "target",
                          "--output", "json")
     assert (code, err) == (0, "")
     assert [json.loads(line)["label"] for line in out.splitlines()] == iris_fit.model.predict(X).tolist()
 
 
-def test_json_file_of_plain_rows(server, capsys, tmp_path) -> None:
+def test_json_file_of_plain_rows(server, tmp_path) -> None:
     path = tmp_path / "rows.json"
     path.write_text(json.dumps({"instances": json.loads(ROWS)}))
-    code, out, _ = run(capsys, "iris", "--url", server["rest"], "--file", str(path))
+    code, out, _ = run("iris", "--url", server["rest"], "--file", str(path))
     assert code == 0 and len(out.splitlines()) == 3  # header + 2 rows
 
 
@@ -112,19 +106,19 @@ def test_json_file_of_plain_rows(server, capsys, tmp_path) -> None:
         (["--file", "{txt}"], "Unsupported --file type"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(server, capsys, tmp_path, args, message) -> None:
+def test_bad_input_is_one_line_and_exit_2(server, tmp_path, args, message) -> None:
     csv = tmp_path / "rows.csv"
     pd.DataFrame({"a": [1.0], "b": [2.0], "c": [3.0], "d": [4.0], "species": ["setosa"]}).to_csv(csv, index=False)
     (tmp_path / "rows.txt").write_text("1,2,3,4\n")
     args = [a.replace("{csv}", str(csv)).replace("{txt}", str(tmp_path / "rows.txt")) for a in args]
-    code, out, err = run(capsys, "iris", "--url", server["rest"], *args)
+    code, out, err = run("iris", "--url", server["rest"], *args)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("pipeserve predict: error: ")
-    assert __import__("re").search(message, err), err
+    assert re.search(message, err), err
 
 
-def test_unknown_model_exit_2_with_the_servers_message(server, capsys) -> None:
-    code, _, err = run(capsys, "nope", "--url", server["rest"], ROWS)
+def test_unknown_model_exit_2_with_the_servers_message(server) -> None:
+    code, _, err = run("nope", "--url", server["rest"], ROWS)
     assert code == 2 and "nope" in err and len(err.strip().splitlines()) == 1
 
 
@@ -132,36 +126,27 @@ def test_unknown_model_exit_2_with_the_servers_message(server, capsys) -> None:
 def test_unreachable_server_exit_1_one_line_no_traceback(grpc) -> None:
     port = free_port()
     url = f"127.0.0.1:{port}" if grpc else f"http://127.0.0.1:{port}"
-    proc = subprocess.run([sys.executable, "-m", "pipeserve.cli.main", "predict", "iris", "--url", url,
-                           *(["--grpc"] if grpc else []), "--timeout", "5", ROWS],
-                          capture_output=True, text=True, timeout=60)
+    proc = spawn_cli("predict", "iris", "--url", url, *(["--grpc"] if grpc else []), "--timeout", "5", ROWS, timeout=60)
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and str(port) in proc.stderr
 
 
 def test_bad_rows_exit_2_end_to_end(server) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pipeserve.cli.main", "predict", "iris", "--url", server["rest"],
-                           "[[1, 2]]"], capture_output=True, text=True, timeout=60)
+    proc = spawn_cli("predict", "iris", "--url", server["rest"], "[[1, 2]]", timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_against_kserve(iris_repo, iris_fit, capsys, tmp_path) -> None:
-    http_port, grpc_port = free_ports(2)
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "apps" / "kserve_app.py"), str(iris_repo),
-           "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
-    kserve = start_v2_server("kserve", cmd, http_port, tmp_path)
-    try:
+def test_against_kserve(iris_repo, iris_fit, tmp_path) -> None:
+    with kserve_server(iris_repo, tmp_path / "kserve.log") as kserve:
         for extra in ([], ["--binary"]):
-            code, out, err = run(capsys, "iris", "--url", kserve.base_url, *extra, "--output", "json", ROWS)
+            code, out, err = run("iris", "--url", kserve.url, *extra, "--output", "json", ROWS)
             assert (code, err) == (0, "")
             labels, _ = expected(iris_fit, np.array(json.loads(ROWS), np.float32))
             assert [json.loads(line)["output-0"] for line in out.splitlines()] == labels
-        code, out, _ = run(capsys, "iris", "--url", f"127.0.0.1:{grpc_port}", "--grpc", ROWS)
+        code, out, _ = run("iris", "--url", kserve.grpc_url, "--grpc", ROWS)
         assert code == 0 and out.splitlines()[0].split() == ["row", "output-0"]
-    finally:
-        kserve.stop()
 
 
 def test_formatters() -> None:

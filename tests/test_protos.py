@@ -1,11 +1,14 @@
-"""kserve and tritonclient's gRPC modules in one process (see pipeserve._protos)."""
+"""kserve and tritonclient's gRPC modules in one process (see tests/interop.py), and a library that needs neither."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+TESTS = Path(__file__).resolve().parent
 
 SCRIPT = """
 import sys
@@ -23,10 +26,7 @@ print("ok")
 
 
 @pytest.mark.parametrize(("prelude", "works"), [
-    ("from pipeserve._protos import share_inference_protos; share_inference_protos()", True),
-    # the library does it itself: the manifest validator imports kserve first
-    ("from pipeserve.kube.schema import validate; validate({'apiVersion': 'serving.kserve.io/v1beta1', "
-     "'kind': 'InferenceService', 'metadata': {'name': 'x'}, 'spec': {'predictor': {}}})", True),
+    (f"sys.path.insert(0, {str(TESTS)!r}); from interop import share_inference_protos; share_inference_protos()", True),
     ("", False),
 ])
 def test_kserve_and_tritonclient_grpc_coexist_only_with_the_alias(prelude, works):
@@ -34,3 +34,11 @@ def test_kserve_and_tritonclient_grpc_coexist_only_with_the_alias(prelude, works
     assert (result.returncode == 0) is works, result.stderr[-500:]
     if not works:
         assert "duplicate symbol 'inference." in result.stderr
+
+
+def test_the_client_and_server_import_no_kserve():
+    # pipeserve speaks the protocol through tritonclient only; mixing in kserve is the caller's choice.
+    code = ("import sys, pipeserve.client, pipeserve.transports, pipeserve.serving.grpc_server, tritonclient.grpc; "
+            "sys.exit('kserve' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-500:]

@@ -1,13 +1,12 @@
-"""Smoke inference: start `pipeserve serve` on a free loopback port, infer, stop it."""
+"""Smoke inference: one request to a model on a v2 server, and `make run`'s local variant of it.
+
+:func:`smoke_request` sends rows to any v2 server (a local one, or an InferenceService on a
+cluster); :func:`smoke_inference` starts `pipeserve serve` on a free loopback port
+(:class:`~pipeserve.localserver.LocalServer`), sends the rows and stops the server.
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +16,20 @@ import numpy as np
 
 from pipeserve.errors import PipeserveError
 
+# Moved to pipeserve.localserver; tests/kube/test_client.py still imports it from here.
+from pipeserve.localserver import free_port  # noqa: F401
+
+__all__ = ["SmokeResult", "SmokeTestFailed", "smoke_inference", "smoke_request"]
+
 
 class SmokeTestFailed(PipeserveError):
-    """The local server did not start or did not answer the smoke request."""
+    """The server did not start, or did not answer the smoke request."""
 
 
 @dataclass(frozen=True)
 class SmokeResult:
+    """What :func:`smoke_inference` did: where, which model, how many rows, what came back, how long."""
+
     url: str
     model: str
     rows: int
@@ -31,29 +37,30 @@ class SmokeResult:
     seconds: float
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on 127.0.0.1, never 8080 (kubectl's fallback address).
+def smoke_request(url: str, model: str, rows: Any, timeout: float = 30.0) -> dict[str, list[Any]]:
+    """Send ``rows`` to ``model`` on the v2 server at ``url`` (REST); return each output as lists.
 
-    The sockets stay open until all ports are chosen, so the ports differ from each other.
+    Uses :class:`pipeserve.client.Predictor`, so it speaks to Triton, KServe's servers and the
+    pipeserve runtime alike.
+
+    Args:
+        url: Base URL, e.g. ``http://127.0.0.1:8080`` or an InferenceService's ``status.url``.
+        model: The v2 model name.
+        rows: A batch of feature rows (``[n_rows, n_features]``).
+        timeout: Seconds to wait for the server's answers.
+
+    Raises:
+        SmokeTestFailed: The server is unreachable or refused or failed the request (the
+            message carries the client's error).
     """
-    sockets: list[socket.socket] = []
+    from pipeserve.client import Predictor
+
     try:
-        while len(sockets) < count:
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            if sock.getsockname()[1] == 8080:
-                sock.close()
-                continue
-            sockets.append(sock)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def free_port() -> int:
-    """One free TCP port on 127.0.0.1 (never 8080)."""
-    return free_ports(1)[0]
+        with Predictor(url, model=model, timeout=timeout) as predictor:
+            outputs = predictor.infer(rows)
+    except PipeserveError as exc:
+        raise SmokeTestFailed(f"Smoke inference on {url}/v2/models/{model}/infer failed: {exc}") from exc
+    return {name: np.asarray(values).tolist() for name, values in outputs.items()}
 
 
 def smoke_inference(repository: Path, model: str, rows: np.ndarray, timeout: float = 30.0) -> SmokeResult:
@@ -62,38 +69,13 @@ def smoke_inference(repository: Path, model: str, rows: np.ndarray, timeout: flo
     Raises:
         SmokeTestFailed: The server exited, was not ready within ``timeout`` or the request failed.
     """
-    from pipeserve.client import Predictor
+    from pipeserve.localserver import LocalServer, LocalServerError
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "pipeserve.cli.main", "serve", str(repository), "--http-port", str(port),
-           "--log-level", "warning"]
     t0 = time.perf_counter()
-    # The server's output goes to a file: an unread pipe could fill up and block the server.
-    log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    server = LocalServer.serve(repository, "--log-level", "warning", timeout=timeout)
     try:
-        with Predictor(url, model, timeout=5.0) as predictor:
-            while not predictor.ready():
-                if proc.poll() is not None:
-                    log.seek(0)
-                    raise SmokeTestFailed(f"`{' '.join(cmd[3:])}` exited with code {proc.returncode}: "
-                                          f"{log.read().strip()[-500:]}")
-                if time.perf_counter() - t0 > timeout:
-                    raise SmokeTestFailed(f"the local server was not ready within {timeout:.0f} s at {url}")
-                time.sleep(0.1)
-            try:
-                outputs = predictor.infer(rows)
-            except PipeserveError as exc:
-                raise SmokeTestFailed(f"smoke request to {url} failed: {exc}") from exc
-        return SmokeResult(url, model, len(rows), {k: v.tolist() for k, v in outputs.items()},
-                           time.perf_counter() - t0)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        with server:
+            outputs = smoke_request(server.url, model, rows, timeout=5.0)
+    except LocalServerError as exc:
+        raise SmokeTestFailed(str(exc)) from exc
+    return SmokeResult(server.url, model, len(rows), outputs, time.perf_counter() - t0)

@@ -12,7 +12,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
-from serving_support import Server, start_server
+from serving_support import connection, start_server
+
+from pipeserve.localserver import LocalServer
 
 MAX_BYTES = 65536
 INFER = "/v2/models/iris/infer"
@@ -151,17 +153,17 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def strict_server(iris_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def strict_server(iris_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     server = start_server(iris_repo, tmp_path_factory.mktemp("strict"), "--max-request-bytes", str(MAX_BYTES), grpc=False)
     yield server
     assert server.stop() == 0, server.log()
 
 
 @pytest.fixture(scope="module")
-def conn(strict_server: Server):
-    connection = strict_server.connection()
-    yield connection
-    connection.close()
+def conn(strict_server: LocalServer):
+    keep_alive = connection(strict_server)
+    yield keep_alive
+    keep_alive.close()
 
 
 def _roundtrip(conn, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes, Any]:

@@ -33,7 +33,7 @@ def _expected(est, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_tritonclient_http_health_and_metadata(iris_server) -> None:
-    client = thttp.InferenceServerClient(url=iris_server.host)
+    client = thttp.InferenceServerClient(url=iris_server.address)
     assert client.is_server_live()
     assert client.is_server_ready()
     assert client.is_model_ready("iris")
@@ -57,7 +57,7 @@ def test_tritonclient_http_health_and_metadata(iris_server) -> None:
 @pytest.mark.parametrize("binary_in", [False, True], ids=["json-in", "binary-in"])
 @pytest.mark.parametrize("binary_out", [False, True], ids=["json-out", "binary-out"])
 def test_tritonclient_http_parity(iris_server, iris_sklearn, X_test, binary_in, binary_out) -> None:
-    client = thttp.InferenceServerClient(url=iris_server.host)
+    client = thttp.InferenceServerClient(url=iris_server.address)
     inp = thttp.InferInput("input", list(X_test.shape), "FP32")
     inp.set_data_from_numpy(X_test, binary_data=binary_in)
     outputs = [thttp.InferRequestedOutput(n, binary_data=binary_out) for n in ("label", "probabilities")]
@@ -70,7 +70,7 @@ def test_tritonclient_http_parity(iris_server, iris_sklearn, X_test, binary_in, 
 
 
 def test_tritonclient_http_requested_output_only(iris_server, X_test, iris_sklearn) -> None:
-    client = thttp.InferenceServerClient(url=iris_server.host)
+    client = thttp.InferenceServerClient(url=iris_server.address)
     inp = thttp.InferInput("input", list(X_test.shape), "FP32")
     inp.set_data_from_numpy(X_test, binary_data=True)
     result = client.infer("iris", [inp], outputs=[thttp.InferRequestedOutput("probabilities", binary_data=True)])
@@ -83,7 +83,7 @@ def test_tritonclient_http_requested_output_only(iris_server, X_test, iris_sklea
 def test_tritonclient_http_versioned_and_regression(diabetes_server, diabetes_repo, binary_out) -> None:
     est = load_estimator(diabetes_repo / "diabetes" / "1" / "model.skops")
     X = np.random.default_rng(0).normal(0, 0.05, size=(25, 10)).astype(np.float32)
-    client = thttp.InferenceServerClient(url=diabetes_server.host)
+    client = thttp.InferenceServerClient(url=diabetes_server.address)
     inp = thttp.InferInput("input", list(X.shape), "FP32")
     inp.set_data_from_numpy(X, binary_data=True)
     result = client.infer("diabetes", [inp], model_version="1",

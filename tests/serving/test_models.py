@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
-from serving_support import Server, start_server
+from serving_support import connection, start_server
 from sklearn.datasets import load_iris
 
+from pipeserve.localserver import LocalServer
 from pipeserve.packaging import load_estimator
 from pipeserve.workflow import fit_and_package
 
@@ -37,7 +38,7 @@ def species_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def species_server(species_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def species_server(species_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     server = start_server(species_repo, tmp_path_factory.mktemp("species-server"))
     yield server
     assert server.stop() == 0, server.log()
@@ -49,7 +50,7 @@ X = np.array([[5.1, 3.5, 1.4, 0.2], [6.8, 2.8, 4.8, 1.4], [7.7, 3.0, 6.1, 2.3]],
 def test_bytes_labels_over_http_json_and_binary(species_server, species_repo) -> None:
     est = load_estimator(species_repo / "species" / "1" / "model.skops")
     expected = est.predict(X).astype(str).tolist()
-    client = thttp.InferenceServerClient(url=species_server.host)
+    client = thttp.InferenceServerClient(url=species_server.address)
     meta = client.get_model_metadata("species")
     assert meta["outputs"][0] == {"name": "label", "datatype": "BYTES", "shape": [-1]}
     for binary in (False, True):
@@ -72,7 +73,7 @@ def test_bytes_labels_over_grpc(species_server, species_repo) -> None:
 def test_nan_accepted_where_the_estimator_takes_it(species_server) -> None:
     body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}]}).encode()
     raw = np.array([[np.nan, 3.0, 1.4, 0.2]], dtype=np.float32).tobytes()
-    conn = species_server.connection()
+    conn = connection(species_server)
     conn.request("POST", "/v2/models/species/infer", body=body + raw,
                  headers={"Inference-Header-Content-Length": str(len(body))})
     resp = conn.getresponse()
@@ -90,7 +91,7 @@ def test_nan_accepted_where_the_estimator_takes_it(species_server) -> None:
 
 
 def test_v1_predict_returns_strings(species_server) -> None:
-    conn = species_server.connection()
+    conn = connection(species_server)
     conn.request("POST", "/v1/models/species:predict", body=json.dumps({"instances": X.tolist()}),
                  headers={"Content-Type": "application/json"})
     resp = conn.getresponse()

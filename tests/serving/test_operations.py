@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_support import cli, free_port, free_ports, start_server
+from helpers import cli_command, run_cli, spawn_cli
+from serving_support import connection, start_server
 
+from pipeserve.localserver import LocalServer
 from pipeserve.modelcard import hash_files, read_card, write_card
 
 ROW_BODY = json.dumps(
@@ -27,10 +29,6 @@ def _copy_repo(repo: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "repo"
     shutil.copytree(repo, dst)
     return dst
-
-
-def _run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(cli(*args), capture_output=True, text=True, timeout=timeout)
 
 
 def _get(port: int, path: str) -> tuple[int, dict]:
@@ -50,7 +48,7 @@ def test_sha256_mismatch_refuses_to_start(iris_repo: Path, tmp_path: Path) -> No
     repo = _copy_repo(iris_repo, tmp_path)
     with (repo / "iris" / "1" / "model.onnx").open("ab") as fh:
         fh.write(b"\0")
-    proc = _run_cli("serve", str(repo), "--http-port", str(free_port()))
+    proc = spawn_cli("serve", str(repo), "--http-port", "0", timeout=60)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -62,7 +60,7 @@ def test_sha256_mismatch_refuses_to_start(iris_repo: Path, tmp_path: Path) -> No
 def test_unlisted_file_refuses_to_start(iris_repo: Path, tmp_path: Path) -> None:
     repo = _copy_repo(iris_repo, tmp_path)
     (repo / "iris" / "1" / "extra.py").write_text("print('hi')\n")
-    proc = _run_cli("serve", str(repo), "--http-port", str(free_port()))
+    proc = spawn_cli("serve", str(repo), "--http-port", "0", timeout=60)
     assert proc.returncode == 1
     assert "1/extra.py: not listed in the model card" in proc.stderr
 
@@ -76,7 +74,7 @@ def test_skops_untrusted_type_refused(iris_repo: Path, tmp_path: Path) -> None:
     sio.dump(FunctionTransformer(func=print), model_dir / "1" / "model.skops")
     card = read_card(model_dir)
     write_card(model_dir, type(card).from_dict({**card.to_dict(), "files": hash_files(model_dir)}))
-    proc = _run_cli("serve", str(repo), "--backend", "sklearn", "--http-port", str(free_port()))
+    proc = spawn_cli("serve", str(repo), "--backend", "sklearn", "--http-port", "0", timeout=60)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -90,7 +88,7 @@ def test_port_in_use_is_one_line(iris_repo: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = _run_cli("serve", str(iris_repo), "--http-port", str(port))
+        proc = spawn_cli("serve", str(iris_repo), "--http-port", str(port), timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith(f"pipeserve serve: error: Cannot listen on 127.0.0.1:{port} for HTTP")
 
@@ -105,15 +103,16 @@ def test_port_in_use_is_one_line(iris_repo: Path) -> None:
     ],
 )
 def test_bad_options_exit_2(iris_repo: Path, args: list[str], message: str) -> None:
-    proc = _run_cli("serve", str(iris_repo), *args)
-    assert proc.returncode == 2
-    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    # Refused while the settings are built, before anything is loaded or bound: safe in-process.
+    result = run_cli("serve", str(iris_repo), *args)
+    assert result.code == 2
+    assert message in result.err and len(result.err.strip().splitlines()) == 1
 
 
 def test_missing_model_dir_exit_2(tmp_path: Path) -> None:
-    proc = _run_cli("serve", str(tmp_path), "--http-port", str(free_port()))
-    assert proc.returncode == 2
-    assert "No model found" in proc.stderr
+    result = run_cli("serve", str(tmp_path), "--http-port", "0")
+    assert result.code == 2
+    assert "No model found" in result.err
 
 
 def test_kserve_runtime_args_default_to_all_interfaces(tmp_path: Path) -> None:
@@ -131,25 +130,17 @@ def test_kserve_runtime_args_default_to_all_interfaces(tmp_path: Path) -> None:
 
 
 def test_kserve_runtime_args_serve_under_the_isvc_name(iris_repo: Path, tmp_path: Path) -> None:
-    http_port, grpc_port = free_ports(2)
-    log = tmp_path / "kserve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            cli("serve", "--model_name=flowers", f"--model_dir={iris_repo}", f"--http_port={http_port}",
-                f"--grpc_port={grpc_port}", "--host", "127.0.0.1"),
-            stdout=out, stderr=subprocess.STDOUT,
-        )
+    argv = cli_command("serve", "--model_name=flowers", f"--model_dir={iris_repo}", "--http_port=0",
+                       "--grpc_port=auto", "--host", "127.0.0.1")
+    server = LocalServer(argv, log_path=tmp_path / "kserve.log").start()
     try:
-        deadline = time.monotonic() + 60
-        while "ready in" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        assert server.grpc_port is not None
+        http_port = server.http_port
         assert _get(http_port, "/v2/models/flowers")[1]["name"] == "flowers"
         assert _get(http_port, "/v2/models/iris")[0] == 404
         assert _get(http_port, "/v2/models/flowers/ready") == (200, {"name": "flowers", "ready": True})
     finally:
-        proc.terminate()
-        assert proc.wait(30) == 0
+        assert server.stop() == 0, server.log()
 
 
 # --- backends -----------------------------------------------------------------------------------
@@ -164,7 +155,7 @@ def test_sklearn_backend_parity(iris_repo: Path, iris_split, tmp_path: Path) -> 
     est = load_estimator(iris_repo / "iris" / "1" / "model.skops")
     server = start_server(iris_repo, tmp_path, "--backend", "sklearn", grpc=False)
     try:
-        client = thttp.InferenceServerClient(url=server.host)
+        client = thttp.InferenceServerClient(url=server.address)
         assert client.get_model_metadata("iris")["platform"] == "sklearn_skops"
         inp = thttp.InferInput("input", list(X.shape), "FP32")
         inp.set_data_from_numpy(X, binary_data=True)
@@ -382,7 +373,7 @@ def test_access_log_is_off_by_default_and_one_line_when_on(iris_repo: Path, tmp_
 
 
 def test_head_on_health(iris_server) -> None:
-    conn = iris_server.connection()
+    conn = connection(iris_server)
     conn.request("HEAD", "/v2/health/ready")
     resp = conn.getresponse()
     assert resp.status == 200 and resp.read() == b""

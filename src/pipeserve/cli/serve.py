@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pipeserve.errors import ConfigError
-
-if TYPE_CHECKING:
-    from pipeserve.serving.settings import ServeSettings
+from pipeserve.serving.settings import ANY_PORT, BACKENDS, DEFAULT_HTTP_PORT, DEFAULT_MAX_REQUEST_BYTES, LOG_LEVELS, ServeSettings
 
 _KSERVE_ARGS = ("model_name", "model_dir_flag", "http_port_kserve", "grpc_port_kserve")
+_AUTO = "auto"
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -31,16 +29,18 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="A model directory (with model-card.json) or a repository of them (`make run` writes build/model).")
     parser.add_argument("--host", default=None, metavar="ADDR",
                         help="Address to bind (default 127.0.0.1; 0.0.0.0 when started with KServe's runtime arguments).")
-    parser.add_argument("--http-port", type=int, default=None, metavar="PORT", help="HTTP port (default 8080).")
-    parser.add_argument("--grpc-port", type=int, default=None, metavar="PORT",
-                        help="gRPC port (default: no gRPC locally; KServe passes --grpc_port). 0 disables gRPC.")
+    parser.add_argument("--http-port", type=_port, default=None, metavar="PORT",
+                        help="HTTP port (default 8080); 0 or auto: any free port (the ready line says which).")
+    parser.add_argument("--grpc-port", type=_port, default=None, metavar="PORT",
+                        help="gRPC port (default: no gRPC locally; KServe passes --grpc_port); auto: any free port "
+                        "(the ready line says which); 0: no gRPC.")
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="Server processes sharing the ports (default 1).")
     parser.add_argument("--max-request-bytes", type=int, default=None, metavar="BYTES",
                         help="Largest request body / gRPC message accepted; larger gets 413 (default 64 MiB).")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS,
                         help="Server log level (default info).")
     parser.add_argument("--access-log", action="store_true", help="Log one line per request (off by default).")
-    parser.add_argument("--backend", default="auto", choices=["auto", "onnx", "sklearn"],
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
                         help="auto: ONNX Runtime when model.onnx exists, else scikit-learn from model.skops.")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="Native threads per worker: ONNX Runtime intra-op, or OpenMP/BLAS for scikit-learn "
@@ -52,16 +52,21 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     kserve = parser.add_argument_group("KServe runtime arguments")
     kserve.add_argument("--model_name", default=None, metavar="NAME", help="Serve the single model under this name (the InferenceService name).")
     kserve.add_argument("--model_dir", dest="model_dir_flag", type=Path, default=None, metavar="DIR", help="Same as MODEL_DIR.")
-    kserve.add_argument("--http_port", dest="http_port_kserve", type=int, default=None, metavar="PORT", help="Same as --http-port.")
-    kserve.add_argument("--grpc_port", dest="grpc_port_kserve", type=int, default=None, metavar="PORT", help="Same as --grpc-port.")
+    kserve.add_argument("--http_port", dest="http_port_kserve", type=_port, default=None, metavar="PORT",
+                        help="Same as --http-port.")
+    kserve.add_argument("--grpc_port", dest="grpc_port_kserve", type=_port, default=None, metavar="PORT",
+                        help="Same as --grpc-port.")
     parser.set_defaults(func=_run, command="serve")
     return parser
 
 
 def build_settings(args: argparse.Namespace) -> ServeSettings:
-    """Build the typed settings from parsed arguments; raise ConfigError on contradictions."""
-    from pipeserve.serving.settings import DEFAULT_HTTP_PORT, DEFAULT_MAX_REQUEST_BYTES, ServeSettings
+    """Map the parsed arguments (and KServe's spellings of them) onto the settings, which check themselves.
 
+    Raises:
+        ConfigError: two spellings of one option disagree, no model is given, or the settings
+            refuse a value (see :class:`~pipeserve.serving.settings.ServeSettings`).
+    """
     if args.model_dir is not None and args.model_dir_flag is not None and args.model_dir != args.model_dir_flag:
         raise ConfigError(f"MODEL_DIR {args.model_dir} and --model_dir {args.model_dir_flag} disagree; give one.")
     model_dir = args.model_dir or args.model_dir_flag
@@ -70,29 +75,15 @@ def build_settings(args: argparse.Namespace) -> ServeSettings:
     kserve_mode = any(getattr(args, name) is not None for name in _KSERVE_ARGS)
     http_port = _one(args.http_port, args.http_port_kserve, "--http-port", "--http_port")
     grpc_port = _one(args.grpc_port, args.grpc_port_kserve, "--grpc-port", "--grpc_port")
-    http_port = DEFAULT_HTTP_PORT if http_port is None else http_port
-    if not 1 <= http_port <= 65535:
-        raise ConfigError(f"--http-port must be between 1 and 65535; got {http_port}.")
-    if grpc_port is not None and not 0 <= grpc_port <= 65535:
-        raise ConfigError(f"--grpc-port must be between 0 (off) and 65535; got {grpc_port}.")
-    if grpc_port is not None and grpc_port == http_port:
-        raise ConfigError(f"--grpc-port and --http-port must differ; both are {http_port}.")
-    if args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1; got {args.workers}.")
-    max_bytes = DEFAULT_MAX_REQUEST_BYTES if args.max_request_bytes is None else args.max_request_bytes
-    if max_bytes < 1024:
-        raise ConfigError(f"--max-request-bytes must be at least 1024; got {max_bytes}.")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads must be at least 1; got {args.threads}.")
-    if args.grace_period < 0 or args.drain_seconds < 0:
-        raise ConfigError("--grace-period and --drain-seconds must not be negative.")
+    # On the command line (and for KServe) --grpc-port 0 means no gRPC; the settings spell that None.
+    grpc_setting = None if grpc_port in (None, 0) else (ANY_PORT if grpc_port == _AUTO else grpc_port)
     return ServeSettings(
         model_dir=Path(model_dir),
         host=args.host or ("0.0.0.0" if kserve_mode else "127.0.0.1"),
-        http_port=http_port,
-        grpc_port=grpc_port or None,
+        http_port=DEFAULT_HTTP_PORT if http_port is None else (ANY_PORT if http_port == _AUTO else http_port),
+        grpc_port=grpc_setting,
         workers=args.workers,
-        max_request_bytes=max_bytes,
+        max_request_bytes=DEFAULT_MAX_REQUEST_BYTES if args.max_request_bytes is None else args.max_request_bytes,
         log_level=args.log_level,
         access_log=args.access_log,
         model_name=args.model_name,
@@ -103,7 +94,17 @@ def build_settings(args: argparse.Namespace) -> ServeSettings:
     )
 
 
-def _one(a: int | None, b: int | None, name_a: str, name_b: str) -> int | None:
+def _port(text: str) -> int | str:
+    """A port number, or ``auto`` (any free port)."""
+    if text == _AUTO:
+        return _AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number or auto; got {text!r}") from None
+
+
+def _one(a: int | str | None, b: int | str | None, name_a: str, name_b: str) -> int | str | None:
     if a is not None and b is not None and a != b:
         raise ConfigError(f"{name_a} {a} and {name_b} {b} disagree; give one.")
     return a if a is not None else b

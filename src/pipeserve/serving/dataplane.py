@@ -2,9 +2,9 @@
 
 REST and gRPC both turn their wire format into an :class:`InferenceRequest` whose inputs still
 hold undecoded data (a JSON list or raw bytes); the data plane checks every input against the
-model card's signature *before* decoding, decodes with :mod:`pipeserve.serving.tensors`, checks
-the values, and only then calls the backend. This module imports no web framework and no
-protobuf (a test asserts it).
+model card's signature *before* decoding, decodes and checks the values
+(:func:`pipeserve.serving.signature.prepare`), and only then calls the backend. This module
+imports no web framework and no protobuf (a test asserts it).
 """
 
 from __future__ import annotations
@@ -14,15 +14,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeserve import __version__
-from pipeserve.errors import ConfigError, InferenceError, InvalidInput, NotFound, PipeserveError
+from pipeserve.errors import ConfigError, InferenceError, NotFound, PipeserveError
 from pipeserve.modelcard import ModelCard, TensorSpec, read_card, verify_files
-from pipeserve.serving import tensors
 from pipeserve.serving.backends import Backend, open_backend
+from pipeserve.serving.signature import prepare
+
+if TYPE_CHECKING:  # prometheus_client is imported by the worker that creates the metrics
+    from pipeserve.serving.metrics import Metrics
 
 SERVER_NAME = "pipeserve"
 EXTENSIONS = ["binary_tensor_data"]
@@ -158,7 +161,7 @@ class DataPlane:
         metrics: Optional :class:`~pipeserve.serving.metrics.Metrics` for rows per request.
     """
 
-    def __init__(self, models: list[ServedModel], inline_rows: int = 4096, metrics: Any = None) -> None:
+    def __init__(self, models: list[ServedModel], inline_rows: int = 4096, metrics: Metrics | None = None) -> None:
         self.models = {m.name: m for m in models}
         self.inline_rows = inline_rows
         self.metrics = metrics
@@ -198,70 +201,6 @@ class DataPlane:
 
     # --- inference -----------------------------------------------------------------------------
 
-    def prepare(self, model: ServedModel, request: InferenceRequest) -> tuple[np.ndarray, list[RequestedOutput]]:
-        """Check ``request`` against the model's signature and decode it to a float32 matrix.
-
-        Returns:
-            The feature matrix and the outputs to compute, in the order to return them.
-        """
-        spec = model.input
-        inputs = request.inputs
-        expected = f"one input {spec.name!r} ({spec.datatype} [N, {model.n_features}])"
-        if not inputs:
-            raise InvalidInput(f"Model {model.name!r} expects {expected}; got no inputs.")
-        if len(inputs) != 1:
-            names = [i.name for i in inputs]
-            raise InvalidInput(f"Model {model.name!r} expects {expected}; got {len(inputs)} inputs {names}.")
-        inp = inputs[0]
-        where = f"Input {inp.name!r}"
-        if inp.name != spec.name:
-            raise InvalidInput(f"Model {model.name!r} expects {expected}; got an input named {inp.name!r}.")
-        tensors.check_datatype(inp.datatype, where)
-        if inp.datatype not in model.accepted_datatypes:
-            raise InvalidInput(
-                f"{where} must have datatype {' or '.join(model.accepted_datatypes)}; got {inp.datatype}."
-            )
-        shape = tensors.check_shape(inp.shape, where)
-        if len(shape) != 2 or shape[1] != model.n_features:
-            raise InvalidInput(
-                f"{where} must have shape [N, {model.n_features}] (N rows of {model.n_features} features); got {shape}."
-            )
-        if shape[0] == 0:
-            raise InvalidInput(f"{where} must have at least one row; got shape {shape}.")
-        if inp.raw:
-            arr = tensors.array_from_bytes(inp.data, inp.datatype, shape, where)
-        else:
-            arr = tensors.array_from_json(inp.data, inp.datatype, shape, where)
-        if arr.dtype != np.float32:
-            with np.errstate(over="ignore"):
-                arr = arr.astype(np.float32)
-        if not np.isfinite(arr).all():
-            if not model.allow_nan:
-                bad = int(np.count_nonzero(~np.isfinite(arr)))
-                raise InvalidInput(
-                    f"{where} must hold finite numbers (this {model.card.estimator.get('class', 'model')} "
-                    f"cannot take NaN or infinity); got {bad} non-finite value(s) (after conversion to FP32)."
-                )
-            if np.isinf(arr).any():  # NaN means "missing" to this model; infinity is a broken client
-                bad = int(np.count_nonzero(np.isinf(arr)))
-                raise InvalidInput(
-                    f"{where} may hold NaN (missing values) but not infinity; got {bad} infinite value(s) "
-                    "(after conversion to FP32)."
-                )
-        outputs = request.outputs
-        if outputs is None:
-            return arr, model.default_outputs
-        if not outputs:
-            raise InvalidInput(
-                f"'outputs' must name at least one of {', '.join(model.output_specs)} or be left out; got []."
-            )
-        for out in outputs:
-            if out.name not in model.output_specs:
-                raise NotFound(
-                    f"Model {model.name!r} has no output {out.name!r}; its outputs are: {', '.join(model.output_specs)}."
-                )
-        return arr, outputs
-
     def run(self, model: ServedModel, x: np.ndarray, outputs: list[RequestedOutput], request: InferenceRequest) -> InferenceResponse:
         """Run the backend on a validated matrix (synchronously) and wrap the results."""
         names = [o.name for o in outputs]
@@ -283,49 +222,10 @@ class DataPlane:
     async def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse:
         """Validate and run one request; big batches go to a thread so the loop stays responsive."""
         model = self.model(name, version)
-        x, outputs = self.prepare(model, request)
+        x, outputs = prepare(model, request)
         rows = x.shape[0]
         if self.metrics is not None:
             self.metrics.observe_rows(model.name, rows)
         if rows <= self.inline_rows:
             return self.run(model, x, outputs, request)
         return await asyncio.to_thread(self.run, model, x, outputs, request)
-
-    async def predict_v1(self, name: str, body: Any) -> list[Any]:
-        """KServe v1 ``{"instances": [[...], ...]}`` -> the predictions (labels or values)."""
-        model = self.model(name)
-        if not isinstance(body, dict) or "instances" not in body:
-            raise InvalidInput('Expected a JSON object {"instances": [[feature, ...], ...]}; got no "instances".')
-        instances = body["instances"]
-        if not isinstance(instances, list) or not instances:
-            raise InvalidInput(f'"instances" must be a non-empty list of rows; got {type(instances).__name__}.')
-        features = model.input.feature_names
-        if isinstance(instances[0], dict):
-            instances = _rows_from_dicts(instances, features, model.n_features)
-        if not all(isinstance(r, list) for r in instances):
-            raise InvalidInput(
-                f'"instances" must be rows of {model.n_features} numbers (lists) or objects keyed by feature name.'
-            )
-        n_cols = len(instances[0])
-        request = InferenceRequest(
-            inputs=[RequestInput(model.input.name, model.input.datatype, [len(instances), n_cols], instances)],
-            outputs=[model.default_outputs[0]],
-        )
-        response = await self.infer(name, None, request)
-        return response.outputs[0].data.tolist()
-
-
-def _rows_from_dicts(rows: list[Any], features: list[str] | None, n_features: int) -> list[Any]:
-    if not features:
-        raise InvalidInput("This model's card has no feature names; send each instance as a list of numbers.")
-    out = []
-    wanted = set(features)
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise InvalidInput(f"Instance {i} must be an object like instance 0; got {type(row).__name__}.")
-        if set(row) != wanted:
-            missing = sorted(wanted - set(row))
-            extra = sorted(set(row) - wanted)
-            raise InvalidInput(f"Instance {i} must have exactly the features {features}; missing {missing}, unknown {extra}.")
-        out.append([row[f] for f in features])
-    return out

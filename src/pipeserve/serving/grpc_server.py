@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
@@ -22,16 +21,11 @@ from pipeserve.errors import InvalidInput, PipeserveError
 from pipeserve.serving import tensors
 from pipeserve.serving.dataplane import DataPlane, InferenceRequest, RequestedOutput, RequestInput
 
+if TYPE_CHECKING:
+    from pipeserve.serving.metrics import Metrics
+
 log = logging.getLogger("pipeserve.serve")
 
-_CODES = {
-    HTTPStatus.BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
-    HTTPStatus.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    HTTPStatus.METHOD_NOT_ALLOWED: grpc.StatusCode.UNIMPLEMENTED,
-    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    HTTPStatus.UNSUPPORTED_MEDIA_TYPE: grpc.StatusCode.INVALID_ARGUMENT,
-    HTTPStatus.SERVICE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-}
 _CONTENTS_FIELD = {
     "BOOL": "bool_contents",
     "INT8": "int_contents",
@@ -49,8 +43,8 @@ _CONTENTS_FIELD = {
 
 
 def grpc_code(exc: PipeserveError) -> grpc.StatusCode:
-    """The gRPC status code for an error, from the HTTP status on its class."""
-    return _CODES.get(exc.status_code, grpc.StatusCode.INTERNAL)
+    """The gRPC status code for an error: the one named on its class (see :mod:`pipeserve.errors`)."""
+    return grpc.StatusCode[exc.grpc_code]
 
 
 def _param_value(param: Any) -> Any:
@@ -103,7 +97,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         metrics: Optional metrics (route label ``grpc_<method>``).
     """
 
-    def __init__(self, dataplane: DataPlane, metrics: Any = None) -> None:
+    def __init__(self, dataplane: DataPlane, metrics: Metrics | None = None) -> None:
         self.dp = dataplane
         self.metrics = metrics
         self._model_meta = {name: self._metadata_message(m.metadata) for name, m in dataplane.models.items()}
@@ -171,7 +165,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return message
 
 
-async def start_grpc_server(dataplane: DataPlane, metrics: Any, host: str, port: int, max_message_bytes: int) -> Any:
+async def start_grpc_server(
+    dataplane: DataPlane, metrics: Metrics | None, host: str, port: int, max_message_bytes: int
+) -> Any:
     """Start a grpc.aio server on ``host:port`` (SO_REUSEPORT, so workers share the port)."""
     server = grpc.aio.server(
         options=[

@@ -1,8 +1,9 @@
 """REST adapter: a raw ASGI app for the Open Inference Protocol (v2) and KServe's v1 predict.
 
-No framework: routing is a dict lookup plus one split, bodies are parsed with orjson, static
-answers (health, metadata) are precomputed bytes, and every error -- ours or unexpected -- is
-answered as ``{"error": "..."}`` by this app itself, so the server never drops a keep-alive
+No framework: routing is one dict lookup for the fixed paths plus one parser for the model paths
+(:func:`parse_model_path`), static answers (health, metadata) are precomputed bytes, bodies are
+parsed with orjson (:mod:`pipeserve.serving.rest_codec`), and every error -- ours or unexpected --
+is answered as ``{"error": "..."}`` by this app itself, so the server never drops a keep-alive
 connection and never sends a framework-shaped body.
 
 Content types (infer and v1 predict): with an ``Inference-Header-Content-Length`` header the
@@ -15,36 +16,97 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import orjson
+from pipeserve.errors import InvalidInput, MethodNotAllowed, NotFound, PayloadTooLarge, PipeserveError, UnsupportedMediaType
+from pipeserve.serving.dataplane import DataPlane
+from pipeserve.serving.rest_codec import (
+    JSON,
+    dumps,
+    encode_infer_response,
+    error_body,
+    loads,
+    parse_infer_request,
+    predict_v1,
+)
 
-from pipeserve.errors import (
-    InvalidInput,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    PipeserveError,
-    UnsupportedMediaType,
-)
-from pipeserve.serving import tensors
-from pipeserve.serving.dataplane import (
-    DataPlane,
-    InferenceRequest,
-    InferenceResponse,
-    RequestedOutput,
-    RequestInput,
-)
+if TYPE_CHECKING:
+    from pipeserve.serving.metrics import Metrics
 
 log = logging.getLogger("pipeserve.serve")
 access_log = logging.getLogger("pipeserve.access")
 
-JSON = b"application/json"
-_JSON_HEADERS = [(b"content-type", JSON)]
+Headers = list[tuple[bytes, bytes]]
+#: What a route handler answers: status, body, and headers (None: the JSON Content-Type).
+Response = tuple[int, bytes, Headers | None]
+
+_JSON_HEADERS: Headers = [(b"content-type", JSON)]
 _GET = ("GET", "HEAD")
 _POST = ("POST",)
-_dumps = orjson.dumps
-_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_ANY: tuple[str, ...] = ()
+V2_MODELS = "/v2/models/"
+V1_MODELS = "/v1/models/"
+_V1_PREDICT = ":predict"
+# The last segment of a v2 model path -> its route.
+_V2_ACTIONS = {"infer": "infer", "ready": "model_ready"}
+
+
+class ModelPath(NamedTuple):
+    """A model route's path, taken apart.
+
+    Args:
+        name: The model name as written in the path (maybe not a served model).
+        version: The version segment, or None when the path has none.
+        action: The route, also the metric's route label: ``metadata``, ``infer``,
+            ``model_ready``, ``v1_metadata``, ``v1_predict``, or ``unknown`` (no such route).
+    """
+
+    name: str
+    version: str | None
+    action: str
+
+
+def parse_model_path(path: str) -> ModelPath | None:
+    """Take ``/v2/models/NAME[/versions/V][/infer|/ready]`` or ``/v1/models/NAME[:predict]`` apart.
+
+    Returns:
+        The parts, or None when ``path`` is not under a model prefix (or is a v1 path with an
+        extra segment).
+
+    Raises:
+        NotFound: The path names a version but leaves it empty.
+    """
+    if path.startswith(V2_MODELS):
+        name, *rest = path[len(V2_MODELS):].split("/")
+        version = None
+        if len(rest) >= 2 and rest[0] == "versions":
+            version, rest = rest[1], rest[2:]
+            if not version:
+                raise NotFound(f"No route {path}: the version is empty.")
+        if not rest:
+            return ModelPath(name, version, "metadata")
+        action = _V2_ACTIONS.get(rest[0], "unknown") if len(rest) == 1 else "unknown"
+        return ModelPath(name, version, action)
+    if path.startswith(V1_MODELS):
+        rest = path[len(V1_MODELS):]
+        if rest.endswith(_V1_PREDICT):
+            return ModelPath(rest[: -len(_V1_PREDICT)], None, "v1_predict")
+        if "/" not in rest and ":" not in rest:
+            return ModelPath(rest, None, "v1_metadata")
+    return None
+
+
+#: The path of a request to a fixed route (no model in it).
+_NO_MODEL = ModelPath("", None, "")
+
+Handler = Callable[[dict[str, Any], Any, ModelPath], Awaitable[Response]]
+
+
+class _Route(NamedTuple):
+    label: str  # the metric's route label
+    methods: tuple[str, ...]  # empty: the handler answers any method
+    handler: Handler
 
 
 class RouteMethodNotAllowed(MethodNotAllowed):
@@ -59,146 +121,161 @@ class _Disconnected(Exception):
     """The client went away while sending its body; nothing to answer."""
 
 
-def _error_body(message: str) -> bytes:
-    return _dumps({"error": message})
-
-
 class RestApp:
     """The ASGI application.
 
     Args:
         dataplane: The data plane every route calls.
-        metrics: A :class:`~pipeserve.serving.metrics.Metrics`, or None for no metrics.
+        metrics: The server's metrics, or None for no metrics (``/metrics`` then answers 404).
         max_request_bytes: Bodies larger than this get 413, checked on Content-Length before reading.
         access_log: Log one line per request.
     """
 
-    def __init__(self, dataplane: DataPlane, metrics: Any, max_request_bytes: int, access_log: bool = False) -> None:
+    def __init__(
+        self, dataplane: DataPlane, metrics: Metrics | None, max_request_bytes: int, access_log: bool = False
+    ) -> None:
         self.dataplane = dataplane
         self.metrics = metrics
         self.max_request_bytes = max_request_bytes
         self.access_log = access_log
-        self._live = _dumps({"live": True})
-        self._ready = _dumps({"ready": True})
-        self._not_ready = _dumps({"ready": False})
-        self._server_meta = _dumps(dataplane.server_metadata)
-        self._models_index = _dumps({"models": sorted(dataplane.models)})
-        self._model_meta = {name: _dumps(m.metadata) for name, m in dataplane.models.items()}
-        self._model_ready = {name: _dumps({"name": name, "ready": True}) for name in dataplane.models}
-        self._model_not_ready = {name: _dumps({"name": name, "ready": False}) for name in dataplane.models}
-        self._v1_meta = self._model_ready
+        models = dataplane.models
+        self._live = dumps({"live": True})
+        self._ready = dumps({"ready": True})
+        self._not_ready = dumps({"ready": False})
+        self._server_meta = dumps(dataplane.server_metadata)
+        self._models_index = dumps({"models": sorted(models)})
+        self._model_meta = {name: dumps(m.metadata) for name, m in models.items()}
+        self._model_ready = {name: dumps({"name": name, "ready": True}) for name in models}
+        self._model_not_ready = {name: dumps({"name": name, "ready": False}) for name in models}
+        server_metadata = _Route("server_metadata", _GET, self._get_server_metadata)
+        self._routes: dict[str, _Route] = {
+            "/v2/health/live": _Route("live", _GET, self._get_live),
+            "/v2/health/ready": _Route("ready", _GET, self._get_ready),
+            "/v2": server_metadata,
+            "/v2/": server_metadata,
+            "/v2/models": _Route("models", _GET, self._get_models),
+            "/metrics": _Route("metrics", _GET, self._get_metrics),
+        }
+        # ModelPath.action -> route.
+        self._model_routes: dict[str, _Route] = {
+            "metadata": _Route("metadata", _GET, self._get_model_metadata),
+            "infer": _Route("infer", _POST, self._post_infer),
+            "model_ready": _Route("model_ready", _GET, self._get_model_ready),
+            "v1_metadata": _Route("v1_metadata", _GET, self._get_v1_metadata),
+            "v1_predict": _Route("v1_predict", _POST, self._post_v1_predict),
+            "unknown": _Route("unknown", _ANY, self._no_route),
+        }
+        self._unknown = self._model_routes["unknown"]
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1003})
             return
         start = time.perf_counter()
-        labels = ["", "unknown"]  # model, route: set by _dispatch as soon as they are known
-        extra_headers: list[tuple[bytes, bytes]] | None = None
+        model, route = "", "unknown"  # the metric's labels, as far as the request got
+        extra_headers: Headers | None = None
         try:
-            status, body, extra_headers = await self._dispatch(scope, receive, labels)
+            matched, target = self._match(scope["path"])
+            route = matched.label
+            if target.name in self.dataplane.models:
+                model = target.name
+            if matched.methods and scope["method"] not in matched.methods:
+                raise RouteMethodNotAllowed(scope["path"], scope["method"], matched.methods)
+            status, body, extra_headers = await matched.handler(scope, receive, target)
         except _Disconnected:
             return
         except PipeserveError as exc:
-            status, body = int(exc.status_code), _error_body(exc.message)
+            status, body = int(exc.status_code), error_body(exc.message)
             if isinstance(exc, RouteMethodNotAllowed):
                 extra_headers = [*_JSON_HEADERS, (b"allow", exc.allow.encode())]
         except Exception as exc:  # a bug of ours: answer 500, keep the connection, log the traceback
             log.exception("Unhandled error on %s %s", scope["method"], scope["path"])
-            status, body = 500, _error_body(f"Internal server error ({type(exc).__name__}); see the server log.")
+            status, body = 500, error_body(f"Internal server error ({type(exc).__name__}); see the server log.")
         headers = [(b"content-length", str(len(body)).encode())]
         headers += _JSON_HEADERS if extra_headers is None else extra_headers
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         if self.metrics is not None:
-            self.metrics.observe(labels[0], labels[1], status, time.perf_counter() - start)
+            self.metrics.observe(model, route, status, time.perf_counter() - start)
         if self.access_log:
             access_log.info(
                 '%s "%s %s" %d %.2fms', (scope.get("client") or ("-",))[0], scope["method"], scope["path"],
                 status, (time.perf_counter() - start) * 1000,
             )
 
-    # --- routing -------------------------------------------------------------------------------
+    def _match(self, path: str) -> tuple[_Route, ModelPath]:
+        route = self._routes.get(path)
+        if route is not None:
+            return route, _NO_MODEL
+        target = parse_model_path(path)
+        if target is None:
+            return self._unknown, _NO_MODEL
+        return self._model_routes[target.action], target
 
-    async def _dispatch(self, scope: dict, receive: Any, labels: list[str]) -> tuple[int, bytes, list | None]:
-        path: str = scope["path"]
-        method: str = scope["method"]
-        dp = self.dataplane
-        if path.startswith("/v2/models/"):
-            parts = path[11:].split("/")
-            name = parts[0]
-            version = None
-            if len(parts) >= 3 and parts[1] == "versions":
-                version = parts[2]
-                if not version:
-                    raise NotFound(f"No route {path}: the version is empty.")
-                tail = parts[3:]
-            else:
-                tail = parts[1:]
-            labels[0] = name if name in dp.models else ""
-            if not tail:
-                labels[1] = "metadata"
-                _allow(method, _GET, path)
-                dp.model(name, version)
-                return 200, self._model_meta[name], None
-            if len(tail) == 1 and tail[0] == "infer":
-                labels[1] = "infer"
-                _allow(method, _POST, path)
-                return await self._infer(scope, receive, name, version)
-            if len(tail) == 1 and tail[0] == "ready":
-                labels[1] = "model_ready"
-                _allow(method, _GET, path)
-                if dp.model_ready(name, version):
-                    return 200, self._model_ready[name], None
-                return 503, self._model_not_ready[name], None
-            raise NotFound(_no_route(method, path))
-        if path == "/v2/health/live":
-            labels[1] = "live"
-            _allow(method, _GET, path)
-            return 200, self._live, None
-        if path == "/v2/health/ready":
-            labels[1] = "ready"
-            _allow(method, _GET, path)
-            return (200, self._ready, None) if dp.ready else (503, self._not_ready, None)
-        if path == "/v2" or path == "/v2/":
-            labels[1] = "server_metadata"
-            _allow(method, _GET, path)
-            return 200, self._server_meta, None
-        if path == "/v2/models":
-            labels[1] = "models"
-            _allow(method, _GET, path)
-            return 200, self._models_index, None
-        if path == "/metrics":
-            labels[1] = "metrics"
-            _allow(method, _GET, path)
-            if self.metrics is None:
-                raise NotFound("Metrics are disabled on this server.")
-            return 200, self.metrics.render(), [(b"content-type", self.metrics.content_type.encode())]
-        if path.startswith("/v1/models/"):
-            rest = path[11:]
-            if rest.endswith(":predict"):
-                name = rest[:-8]
-                labels[0] = name if name in dp.models else ""
-                labels[1] = "v1_predict"
-                _allow(method, _POST, path)
-                return await self._predict_v1(scope, receive, name)
-            if "/" not in rest and ":" not in rest:
-                labels[0] = rest if rest in dp.models else ""
-                labels[1] = "v1_metadata"
-                _allow(method, _GET, path)
-                dp.model(rest)
-                return 200, self._v1_meta[rest], None
-        raise NotFound(_no_route(method, path))
+    # --- handlers: (scope, receive, model path) -> (status, body, headers) ---------------------
 
-    # --- bodies --------------------------------------------------------------------------------
+    async def _no_route(self, scope: dict[str, Any], receive: Any, target: ModelPath) -> Response:
+        raise NotFound(
+            f"No route {scope['method']} {scope['path']}. Routes: GET /v2, /v2/health/live, /v2/health/ready, "
+            "/v2/models/NAME[/versions/V][/ready], POST /v2/models/NAME[/versions/V]/infer, "
+            "POST /v1/models/NAME:predict, GET /metrics."
+        )
 
-    async def _read_body(self, scope: dict, receive: Any, content_length: int | None) -> bytes:
+    async def _get_live(self, scope: dict[str, Any], receive: Any, target: ModelPath) -> Response:
+        return 200, self._live, None
+
+    async def _get_ready(self, scope: dict[str, Any], receive: Any, target: ModelPath) -> Response:
+        return (200, self._ready, None) if self.dataplane.ready else (503, self._not_ready, None)
+
+    async def _get_server_metadata(self, scope: dict[str, Any], receive: Any, target: ModelPath) -> Response:
+        return 200, self._server_meta, None
+
+    async def _get_models(self, scope: dict[str, Any], receive: Any, target: ModelPath) -> Response:
+        return 200, self._models_index, None
+
+    async def _get_metrics(self, scope: dict[str, Any], receive: Any, target: ModelPath) -> Response:
+        if self.metrics is None:
+            raise NotFound("Metrics are disabled on this server.")
+        return 200, self.metrics.render(), [(b"content-type", self.metrics.content_type.encode())]
+
+    async def _get_model_metadata(self, scope: dict[str, Any], receive: Any, target: ModelPath) -> Response:
+        self.dataplane.model(target.name, target.version)
+        return 200, self._model_meta[target.name], None
+
+    async def _get_model_ready(self, scope: dict[str, Any], receive: Any, target: ModelPath) -> Response:
+        if self.dataplane.model_ready(target.name, target.version):
+            return 200, self._model_ready[target.name], None
+        return 503, self._model_not_ready[target.name], None
+
+    async def _get_v1_metadata(self, scope: dict[str, Any], receive: Any, target: ModelPath) -> Response:
+        self.dataplane.model(target.name)
+        return 200, self._model_ready[target.name], None  # KServe's v1 metadata: name and readiness
+
+    async def _post_infer(self, scope: dict[str, Any], receive: Any, target: ModelPath) -> Response:
+        content_type, content_length, header_length = _request_headers(scope["headers"])
+        if header_length is None:
+            _require_json(content_type)
+        self.dataplane.model(target.name, target.version)
+        body = await self._read_body(receive, content_length)
+        request = parse_infer_request(body, header_length)
+        response = await self.dataplane.infer(target.name, target.version, request)
+        return (200, *encode_infer_response(response))
+
+    async def _post_v1_predict(self, scope: dict[str, Any], receive: Any, target: ModelPath) -> Response:
+        content_type, content_length, _ = _request_headers(scope["headers"])
+        _require_json(content_type)
+        self.dataplane.model(target.name)
+        body = await self._read_body(receive, content_length)
+        predictions = await predict_v1(self.dataplane, target.name, loads(body))
+        return 200, dumps({"predictions": predictions}), None
+
+    async def _read_body(self, receive: Any, content_length: int | None) -> bytes:
         limit = self.max_request_bytes
         if content_length is not None and content_length > limit:
             raise PayloadTooLarge(
-                f"Request body must be at most {limit} bytes (--max-request-bytes); got Content-Length {content_length}. "
-                "Send fewer rows per request."
+                f"Request body must be at most {limit} bytes (--max-request-bytes); got Content-Length "
+                f"{content_length}. Send fewer rows per request."
             )
         chunks = []
         size = 0
@@ -210,46 +287,17 @@ class RestApp:
             size += len(chunk)
             if size > limit:
                 raise PayloadTooLarge(
-                    f"Request body must be at most {limit} bytes (--max-request-bytes); got more. Send fewer rows per request."
+                    f"Request body must be at most {limit} bytes (--max-request-bytes); got more. "
+                    "Send fewer rows per request."
                 )
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _infer(self, scope: dict, receive: Any, name: str, version: str | None) -> tuple:
-        content_type, content_length, header_length = _request_headers(scope["headers"])
-        if header_length is None:
-            _require_json(content_type)
-        self.dataplane.model(name, version)
-        body = await self._read_body(scope, receive, content_length)
-        request = parse_infer_request(body, header_length)
-        response = await self.dataplane.infer(name, version, request)
-        body, headers = encode_infer_response(response)
-        return 200, body, headers
 
-    async def _predict_v1(self, scope: dict, receive: Any, name: str) -> tuple:
-        content_type, content_length, _ = _request_headers(scope["headers"])
-        _require_json(content_type)
-        self.dataplane.model(name)
-        body = await self._read_body(scope, receive, content_length)
-        predictions = await self.dataplane.predict_v1(name, _loads(body))
-        return 200, _dumps({"predictions": predictions}), None
-
-
-def _no_route(method: str, path: str) -> str:
-    return (
-        f"No route {method} {path}. Routes: GET /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/V][/ready], "
-        "POST /v2/models/NAME[/versions/V]/infer, POST /v1/models/NAME:predict, GET /metrics."
-    )
-
-
-def _allow(method: str, allowed: tuple[str, ...], path: str) -> None:
-    if method not in allowed:
-        raise RouteMethodNotAllowed(path, method, allowed)
-
-
-def _request_headers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, int | None, int | None]:
+def _request_headers(headers: Headers) -> tuple[bytes | None, int | None, int | None]:
+    """(Content-Type, Content-Length, Inference-Header-Content-Length) of a request."""
     content_type = content_length = header_length = None
     for key, value in headers:
         if key == b"content-type":
@@ -276,146 +324,3 @@ def _require_json(content_type: bytes | None) -> None:
             f"Expected Content-Type application/json (or the binary tensor extension with an "
             f"Inference-Header-Content-Length header); got {content_type.decode('latin-1')!r}."
         )
-
-
-def _loads(body: bytes | memoryview) -> Any:
-    if not body:
-        raise InvalidInput("Request body is empty; expected a JSON object.")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"Request body is not valid JSON: {exc}.") from exc
-
-
-def parse_infer_request(body: bytes, header_length: int | None) -> InferenceRequest:
-    """Parse an OIP inference request body (JSON, or JSON header + binary tensors).
-
-    Raises:
-        InvalidInput: The body breaks the protocol (not the model's signature: that is checked
-            by the data plane).
-    """
-    binary: memoryview | None = None
-    if header_length is not None:
-        if header_length == 0 or header_length > len(body):
-            raise InvalidInput(
-                f"Inference-Header-Content-Length must be between 1 and the body size ({len(body)} bytes); got {header_length}."
-            )
-        view = memoryview(body)
-        binary = view[header_length:]
-        obj = _loads(view[:header_length])
-    else:
-        obj = _loads(body)
-    if not isinstance(obj, dict):
-        raise InvalidInput(f'Expected a JSON object {{"inputs": [...]}}; got a JSON {type(obj).__name__}.')
-    raw_inputs = obj.get("inputs")
-    if not isinstance(raw_inputs, list):
-        raise InvalidInput(
-            f"Expected 'inputs' to be a list of tensors {{name, datatype, shape, data}}; got {_kind(raw_inputs)}."
-        )
-    inputs = []
-    offset = 0
-    for i, raw in enumerate(raw_inputs):
-        if not isinstance(raw, dict):
-            raise InvalidInput(f"inputs[{i}] must be an object {{name, datatype, shape, data}}; got {_kind(raw)}.")
-        name = raw.get("name")
-        if not isinstance(name, str):
-            raise InvalidInput(f"inputs[{i}].name must be a string; got {_kind(name)}.")
-        where = f"Input {name!r}"
-        datatype = tensors.check_datatype(raw.get("datatype"), where)
-        shape = tensors.check_shape(raw.get("shape"), where)
-        params = raw.get("parameters")
-        if params is not None and not isinstance(params, dict):
-            raise InvalidInput(f"{where}: parameters must be an object; got {_kind(params)}.")
-        size = params.get("binary_data_size") if params else None
-        if size is None:
-            if "data" not in raw:
-                raise InvalidInput(f"{where} has no 'data' (and no binary_data_size parameter).")
-            inputs.append(RequestInput(name, datatype, shape, raw["data"]))
-            continue
-        if type(size) is not int or size < 0:  # noqa: E721 - bool is not a size
-            raise InvalidInput(f"{where}: binary_data_size must be a non-negative integer; got {size!r}.")
-        if binary is None:
-            raise InvalidInput(
-                f"{where} has binary_data_size but the request has no Inference-Header-Content-Length header."
-            )
-        if "data" in raw:
-            raise InvalidInput(f"{where} has both 'data' and binary_data_size; send one of them.")
-        if offset + size > len(binary):
-            raise InvalidInput(
-                f"{where} declares binary_data_size {size} at offset {offset}; the binary part has only {len(binary)} bytes."
-            )
-        inputs.append(RequestInput(name, datatype, shape, binary[offset : offset + size], raw=True))
-        offset += size
-    if binary is not None and offset != len(binary):
-        raise InvalidInput(
-            f"The binary part of the body has {len(binary)} bytes; the inputs' binary_data_size add up to {offset}."
-        )
-    request = InferenceRequest(inputs)
-    request_id = obj.get("id")
-    if request_id is not None:
-        if not isinstance(request_id, str):
-            raise InvalidInput(f"'id' must be a string; got {_kind(request_id)}.")
-        request.id = request_id
-    params = obj.get("parameters")
-    if params is not None:
-        if not isinstance(params, dict):
-            raise InvalidInput(f"'parameters' must be an object; got {_kind(params)}.")
-        request.parameters = params
-        flag = params.get("binary_data_output")
-        if flag is not None:
-            if not isinstance(flag, bool):
-                raise InvalidInput(f"parameters.binary_data_output must be true or false; got {flag!r}.")
-            request.binary_output = flag
-    raw_outputs = obj.get("outputs")
-    if raw_outputs is not None:
-        if not isinstance(raw_outputs, list):
-            raise InvalidInput(f"'outputs' must be a list of {{name}} objects; got {_kind(raw_outputs)}.")
-        outputs = []
-        for i, raw in enumerate(raw_outputs):
-            if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-                raise InvalidInput(f"outputs[{i}] must be an object with a string 'name'; got {raw!r:.80}.")
-            out_params = raw.get("parameters")
-            binary_flag = None
-            if out_params is not None:
-                if not isinstance(out_params, dict):
-                    raise InvalidInput(f"outputs[{i}].parameters must be an object; got {_kind(out_params)}.")
-                binary_flag = out_params.get("binary_data")
-                if binary_flag is not None and not isinstance(binary_flag, bool):
-                    raise InvalidInput(f"outputs[{i}].parameters.binary_data must be true or false; got {binary_flag!r}.")
-            outputs.append(RequestedOutput(raw["name"], binary_flag))
-        request.outputs = outputs
-    return request
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return f"a JSON {type(value).__name__}" if not isinstance(value, (dict, list)) else (
-        "an object" if isinstance(value, dict) else "a list"
-    )
-
-
-def encode_infer_response(response: InferenceResponse) -> tuple[bytes, list[tuple[bytes, bytes]] | None]:
-    """Encode a response as JSON, or as JSON header + binary tensors when any output is binary."""
-    outputs = []
-    blobs = []
-    for out in response.outputs:
-        item: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": out.shape}
-        if out.binary:
-            blob = tensors.array_to_bytes(out.data, out.datatype)
-            item["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        else:
-            item["data"] = tensors.array_to_json(out.data, out.datatype)
-        outputs.append(item)
-    obj: dict[str, Any] = {"model_name": response.model_name, "model_version": response.model_version, "outputs": outputs}
-    if response.id is not None:
-        obj["id"] = response.id
-    header = _dumps(obj, option=_NUMPY)
-    if not blobs:
-        return header, None
-    headers = [
-        (b"content-type", b"application/octet-stream"),
-        (b"inference-header-content-length", str(len(header)).encode()),
-    ]
-    return header + b"".join(blobs), headers

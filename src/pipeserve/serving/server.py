@@ -26,12 +26,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pipeserve.errors import ConfigError, PipeserveError
 from pipeserve.modelcard import find_model_dirs, read_card, verify_files
-from pipeserve.serving.settings import ServeSettings
+from pipeserve.serving.settings import ANY_PORT, ServeSettings
 
 log = logging.getLogger("pipeserve.serve")
 
@@ -42,6 +43,8 @@ class ServerStartError(PipeserveError):
 
 def serve(settings: ServeSettings, started: float | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; return the exit code (0 after a graceful shutdown).
+
+    Ports of 0 are bound to any free port; the ready line (stdout) names the ports bound.
 
     Args:
         settings: The server settings.
@@ -54,14 +57,21 @@ def serve(settings: ServeSettings, started: float | None = None) -> int:
     for model_dir, _ in pairs:
         verify_files(model_dir, read_card(model_dir))
     sock = _bind(settings.host, settings.http_port)
-    if settings.grpc_port:
-        _check_port_free(settings.host, settings.grpc_port)
+    grpc_hold: socket.socket | None = None
     try:
+        settings = replace(settings, http_port=sock.getsockname()[1])
+        if settings.grpc_port == ANY_PORT:
+            grpc_hold = _hold_free_port(settings.host)
+            settings = replace(settings, grpc_port=grpc_hold.getsockname()[1])
+        elif settings.grpc_port:
+            _check_port_free(settings.host, settings.grpc_port)
         if settings.workers == 1:
             return run_worker(settings, pairs, sock, lambda info: _print_ready(settings, info, started))
         return _run_workers(settings, pairs, sock, started)
     finally:
         sock.close()
+        if grpc_hold is not None:
+            grpc_hold.close()
 
 
 def _configure_logging(level: str) -> None:
@@ -102,12 +112,31 @@ def _check_port_free(host: str, port: int) -> None:
             ) from exc
 
 
+def _hold_free_port(host: str) -> socket.socket:
+    """Bind (without listening) any free port with SO_REUSEPORT, so the workers' gRPC servers can
+    bind it too (they set SO_REUSEPORT) while no other program can; close it at exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    hold = socket.socket(family, socket.SOCK_STREAM)
+    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        hold.bind((host, ANY_PORT))
+    except OSError as exc:
+        hold.close()
+        raise ServerStartError(f"Cannot find a free port on {host} for gRPC: {exc.strerror}.") from exc
+    return hold
+
+
+def _address(host: str, port: int | None) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _print_ready(settings: ServeSettings, info: list[dict[str, Any]], started: float) -> None:
+    """The ready line (pipeserve.localserver reads the bound ports from it: keep its shape)."""
     models = ", ".join(f"{m['name']} v{m['version']} ({m['platform']}, {m['load_seconds'] * 1000:.0f} ms)" for m in info)
-    grpc = f", gRPC {settings.host}:{settings.grpc_port}" if settings.grpc_port else ""
+    grpc = f", gRPC {_address(settings.host, settings.grpc_port)}" if settings.grpc_port else ""
     print(
-        f"pipeserve serve: ready in {time.perf_counter() - started:.2f}s on http://{settings.host}:{settings.http_port}"
-        f"{grpc}; workers: {settings.workers}; models: {models}",
+        f"pipeserve serve: ready in {time.perf_counter() - started:.2f}s on "
+        f"http://{_address(settings.host, settings.http_port)}{grpc}; workers: {settings.workers}; models: {models}",
         flush=True,
     )
 
@@ -147,9 +176,9 @@ def run_worker(
     on_ready: Callable[[list[dict[str, Any]]], None],
 ) -> int:
     """Load the models and serve HTTP (and gRPC) on ``sock`` until a signal; return 0."""
-    import uvicorn
     import uvloop
 
+    from pipeserve.serving._uvicorn import build_server
     from pipeserve.serving.dataplane import DataPlane, load_model
     from pipeserve.serving.metrics import Metrics
     from pipeserve.serving.rest import RestApp
@@ -160,18 +189,7 @@ def run_worker(
         metrics.load_seconds.labels(m.name).set(m.load_seconds)
     dataplane = DataPlane(models, settings.inline_rows, metrics)
     app = RestApp(dataplane, metrics, settings.max_request_bytes, settings.access_log)
-    config = uvicorn.Config(
-        app,
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        date_header=False,
-        timeout_keep_alive=65,  # longer than typical load balancer idle timeouts
-        timeout_graceful_shutdown=settings.grace_period,
-    )
-    server = _Server(config, dataplane, settings.drain_seconds)
+    server = build_server(app, dataplane, settings)
     # Imports and loaded models live as long as the process: keep them out of every GC pass,
     # which shortens the collector's pauses on the request path.
     gc.collect()
@@ -199,53 +217,6 @@ def run_worker(
     return 0
 
 
-def _make_server_class() -> type:
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        """uvicorn's server with drain-then-close on SIGTERM, exit code 0, and gRPC stopped alongside."""
-
-        def __init__(self, config: Any, dataplane: Any, drain_seconds: float) -> None:
-            super().__init__(config)
-            self.dataplane = dataplane
-            self.drain_seconds = drain_seconds
-            self.grpc: Any = None
-            self._exit_at: float | None = None
-
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            # Not recorded in _captured_signals: uvicorn would re-raise it after shutdown and the
-            # process would die of the signal instead of exiting 0.
-            if self.dataplane.shutting_down:
-                self.should_exit = True
-                if sig == signal.SIGINT:
-                    self.force_exit = True
-                return
-            self.dataplane.begin_shutdown()
-            if self.drain_seconds > 0:
-                self._exit_at = time.monotonic() + self.drain_seconds
-            else:
-                self.should_exit = True
-
-        async def on_tick(self, counter: int) -> bool:
-            if self._exit_at is not None and time.monotonic() >= self._exit_at:
-                self.should_exit = True
-            return await super().on_tick(counter)
-
-        async def shutdown(self, sockets: Any = None) -> None:
-            stopping = None
-            if self.grpc is not None:
-                stopping = asyncio.ensure_future(self.grpc.stop(self.config.timeout_graceful_shutdown))
-            await super().shutdown(sockets=sockets)
-            if stopping is not None:
-                await stopping
-
-    return Server
-
-
-def _Server(config: Any, dataplane: Any, drain_seconds: float) -> Any:  # noqa: N802 - a factory
-    return _make_server_class()(config, dataplane, drain_seconds)
-
-
 # --- several workers ----------------------------------------------------------------------------
 
 
@@ -262,53 +233,70 @@ def _worker_main(settings: ServeSettings, pairs: list, sock: socket.socket, conn
     os._exit(code)
 
 
+class _Stopping:
+    """Why the parent is stopping its workers: not yet, a signal it received, or a worker that died.
+
+    A worker that dies on its own takes the others down and the server exits 1: the container
+    exits and Kubernetes restarts it, rather than serving on with fewer workers than asked for.
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.worker_died = False
+
+    @property
+    def started(self) -> bool:
+        return self.signal is not None or self.worker_died
+
+
 def _run_workers(settings: ServeSettings, pairs: list, sock: socket.socket, started: float) -> int:
     # Set before any worker imports prometheus_client (it picks its value class at import).
     metrics_dir = tempfile.mkdtemp(prefix="pipeserve-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     ctx = multiprocessing.get_context("fork")
-    workers = []
+    workers: list[tuple[Any, Any]] = []
+    stopping = _Stopping()
+
+    def terminate_workers() -> None:
+        for proc, _ in workers:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+
+    def on_signal(sig: int, frame: Any) -> None:
+        stopping.signal = sig
+        terminate_workers()
+
     try:
         for _ in range(settings.workers):
             parent_conn, child_conn = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_worker_main, args=(settings, pairs, sock, child_conn), daemon=False)
             proc.start()
             workers.append((proc, parent_conn))
-        stop = {"signal": None}
-
-        def forward(sig: int, frame: Any) -> None:
-            stop["signal"] = sig
-            for proc, _ in workers:
-                if proc.is_alive():
-                    os.kill(proc.pid, signal.SIGTERM)
-
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
         info: list[dict[str, Any]] = []
         for _, conn in workers:
             message = conn.recv() if conn.poll(None) else ("error", "worker exited before it was ready", 1)
             if message[0] == "error":
-                forward(signal.SIGTERM, None)
+                terminate_workers()
                 error = ServerStartError(f"A worker failed to start: {message[1]}")
                 error.exit_code = message[2]
                 raise error
             info = message[1]
         _print_ready(settings, info, started)
-        # A worker that dies on its own takes the others down: the container exits 1 and
-        # Kubernetes restarts it, rather than serving on with fewer workers than asked for.
         pending = {proc.sentinel: proc for proc, _ in workers}
         while pending:
             for sentinel in multiprocessing.connection.wait(list(pending)):
                 proc = pending.pop(sentinel)
                 proc.join()
-                if stop["signal"] is None:
+                if not stopping.started:
                     log.error("Worker %d exited with code %s; stopping the others.", proc.pid, proc.exitcode)
-                    forward(signal.SIGTERM, None)
-                    stop["signal"] = -1
+                    stopping.worker_died = True
+                    terminate_workers()
         codes = [proc.exitcode for proc, _ in workers]
-        if stop["signal"] == -1:
+        if stopping.worker_died:
             return 1
-        if stop["signal"] is None or any(codes):
+        if any(codes):
             log.error("Workers exited with codes %s", codes)
             return 1
         return 0
