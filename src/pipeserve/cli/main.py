@@ -17,7 +17,7 @@ from pipeserve import __version__
 from pipeserve.errors import PipeserveError
 
 # Order is the order shown in --help.
-COMMANDS = ("run", "compile", "serve", "predict", "manifest", "deploy", "doctor")
+COMMANDS = ("run", "compile", "serve", "predict", "manifest", "deploy", "doctor", "models")
 
 
 class _Parser(argparse.ArgumentParser):
