@@ -18,7 +18,7 @@ from interop import kserve_server as start_kserve
 from pipeserve.client import ModelMetadata, Predictor, ServerUnreachable, TensorMetadata
 from pipeserve.errors import InferenceError, InvalidInput, NotFound, PipeserveError, UserError
 from pipeserve.localserver import LocalServer, free_port
-from pipeserve.transports import GrpcTransport
+from pipeserve.transports import Arrays, GrpcTransport, RestTransport
 
 TRANSPORTS = ["rest-json", "rest-binary", "grpc"]
 
@@ -263,3 +263,82 @@ def test_grpc_unavailable_means_not_ready_unless_the_transport_failed(message, e
     error = GrpcTransport("127.0.0.1:1").error(
         "infer", InferenceServerException(msg=message, status="StatusCode.UNAVAILABLE"))
     assert type(error).__name__ == expected
+
+
+# -- the transport interface (no server) ----------------------------------------------------------
+
+
+class FakeTransport:
+    """Answers from memory and records what it was asked to send (httpx's MockTransport, in spirit)."""
+
+    url = "fake://server"
+
+    def __init__(self) -> None:
+        self.meta = ModelMetadata("iris", "fake", ("1",), (TensorMetadata("input", "FP32", (-1, 4)),),
+                                  (TensorMetadata("label", "INT64", (-1,)), TensorMetadata("proba", "FP32", (-1, 3))))
+        self.sent: list[tuple[str, str, Arrays, list[str]]] = []
+        self.closed = False
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self, model: str, version: str) -> bool:
+        return model == "iris"
+
+    def metadata(self, model: str, version: str) -> ModelMetadata:
+        if model != "iris":
+            raise NotFound(f"no model {model!r}")
+        return self.meta
+
+    def list_models(self) -> list[str]:
+        return ["iris"]
+
+    def infer(self, model: str, version: str, inputs: Arrays, outputs: list[str]) -> dict[str, np.ndarray]:
+        self.sent.append((model, version, inputs, outputs))
+        rows = inputs["input"][1].shape[0]
+        return {"label": np.arange(rows), "proba": np.full((rows, 3), 1 / 3)}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_predictor_shapes_rows_for_any_transport() -> None:
+    fake = FakeTransport()
+    with Predictor("fake://server", transport=fake, version="1") as p:
+        assert p.model == "iris" and p.ready() and p.live()
+        assert p.predict([[1, 2, 3, 4], [5, 6, 7, 8]]).tolist() == [0, 1]
+        assert list(p.infer([1, 2, 3, 4], outputs=["proba"])) == ["label", "proba"]
+        with pytest.raises(InvalidInput, match=r"expects rows of shape \[N, 4\]"):
+            p.predict([[1, 2, 3]])
+    assert fake.closed and len(fake.sent) == 2  # the refused rows were never sent
+    (model, version, inputs, outputs), (_, _, _, only) = fake.sent
+    assert (model, version, outputs, only) == ("iris", "1", ["label", "proba"], ["proba"])
+    datatype, array = inputs["input"]
+    assert datatype == "FP32" and array.dtype == np.float32 and array.shape == (2, 4)
+
+
+def test_metadata_is_cached_and_errors_pass_through() -> None:
+    fake = FakeTransport()
+    p = Predictor("fake://server", "nope", transport=fake)
+    assert p.ready() is False
+    with pytest.raises(NotFound, match="no model 'nope'"):
+        p.metadata()
+    q = Predictor("fake://server", "iris", transport=fake)
+    assert q.metadata() is q.metadata() is fake.meta
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "kind"),
+    [
+        ("http://127.0.0.1:8080", {}, RestTransport),
+        ("https://example.com/prefix", {"binary": True}, RestTransport),
+        ("127.0.0.1:8081", {"grpc": True}, GrpcTransport),
+        ("grpc://127.0.0.1:8081", {}, GrpcTransport),  # the scheme says gRPC
+        ("grpcs://example.com", {}, GrpcTransport),
+    ],
+)
+def test_the_url_and_flags_choose_the_transport(url: str, options: dict, kind: type) -> None:
+    transport = Predictor(url, "iris", **options).transport
+    assert type(transport) is kind and transport.url == url
+    if kind is RestTransport:
+        assert transport.binary is options.get("binary", False)

@@ -117,3 +117,44 @@ def test_single_class_is_refused(tmp_path):
     pd.DataFrame({"a": [1, 2, 3, 4], "y": ["x"] * 4}).to_csv(path, index=False)
     with pytest.raises(DataError, match="at least 2 classes"):
         data.split_dataset(data.load_dataset(str(path), target="y"))
+
+
+def test_read_table_by_suffix(tmp_path):
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    frame.to_csv(tmp_path / "t.csv.gz", index=False)
+    frame.to_parquet(tmp_path / "t.pq")
+    (tmp_path / "t.txt").write_text("a,b\n1.0,3.0\n2.0,4.0\n")
+    for name in ("t.csv.gz", "t.pq", "t.txt"):
+        pd.testing.assert_frame_equal(data.read_table(tmp_path / name), frame)
+    with pytest.raises(DataError, match=r"Unsupported --file type 't.txt': expected .csv or .json"):
+        data.read_table(tmp_path / "t.txt", (".csv", ".json"), name="--file")
+
+
+@pytest.mark.parametrize(
+    ("content", "columns"),
+    [
+        ('[{"a": 1, "b": 2}, {"a": 3, "b": 4}]', ["a", "b"]),  # records
+        ('{"a": [1, 3], "b": [2, 4]}', ["a", "b"]),  # columns
+        ("[[1, 2], [3, 4]]", [0, 1]),  # plain rows
+        ('{"instances": [[1, 2], [3, 4]]}', [0, 1]),  # a v1 request body
+    ],
+    ids=["records", "columns", "rows", "v1-body"],
+)
+def test_read_table_json(tmp_path, content, columns):
+    (tmp_path / "t.json").write_text(content)
+    frame = data.read_table(tmp_path / "t.json", (".json",))
+    assert list(frame.columns) == columns and frame.to_numpy().tolist() == [[1, 2], [3, 4]]
+
+
+def test_read_table_refuses_ragged_json_rows_and_bad_json(tmp_path):
+    (tmp_path / "ragged.json").write_text("[[1, 2, 3], [4, 5]]")
+    with pytest.raises(DataError, match=r"rows of different lengths \(\[2, 3\]\)"):
+        data.read_table(tmp_path / "ragged.json", (".json",))
+    (tmp_path / "bad.json").write_text("[[1, 2")
+    with pytest.raises(DataError, match="Cannot read .* as a table"):
+        data.read_table(tmp_path / "bad.json", (".json",))
+
+
+def test_non_numeric_columns():
+    frame = pd.DataFrame({"a": [1.0], "b": ["x"], 3: [True], "d": [2]})
+    assert data.non_numeric_columns(frame) == ["b"]

@@ -1,6 +1,7 @@
 """Table-driven bad-input suite: every case gets the right status and a message saying what was
 expected and what was got, as {"error": ...}; the next request on the same keep-alive connection
-succeeds."""
+succeeds. The table runs twice: against the real server (a child process), and against the same
+ASGI app in this process (httpx's ASGI transport), where coverage and a debugger see it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
-from serving_support import connection, start_server
+from serving_support import AsgiClient, connection, load, start_server
 
 from pipeserve.localserver import LocalServer
 
@@ -172,10 +173,24 @@ def _roundtrip(conn, method: str, path: str, body: bytes | None, headers: dict[s
     return resp.status, resp.read(), resp
 
 
+GOOD = _req(shape=(2, 4), data=[ROW, [6.0, 3.4, 4.5, 1.6]])
+
+
 def _assert_good_request(conn) -> None:
-    status, body, resp = _roundtrip(conn, "POST", INFER, _req(shape=(2, 4), data=[ROW, [6.0, 3.4, 4.5, 1.6]]), JSON_CT)
+    status, body, resp = _roundtrip(conn, "POST", INFER, GOOD, JSON_CT)
     assert status == 200, body
     assert json.loads(body)["outputs"][0]["data"] == [1, 1]
+
+
+def _assert_refused(case: Case, status: int, body: bytes, header: Any) -> None:
+    """``header(name)`` reads a response header."""
+    assert header("content-type") == "application/json"
+    payload = json.loads(body)
+    assert set(payload) == {"error"}, payload
+    assert status == case.status, payload
+    assert case.message in payload["error"], payload["error"]
+    if status == 405:
+        assert header("allow")
 
 
 def test_there_are_at_least_40_cases() -> None:
@@ -186,15 +201,22 @@ def test_there_are_at_least_40_cases() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(conn, case: Case) -> None:
     status, body, resp = _roundtrip(conn, case.method, case.path, case.body, case.headers)
-    assert resp.getheader("content-type") == "application/json"
-    payload = json.loads(body)
-    assert set(payload) == {"error"}, payload
-    assert status == case.status, payload
-    assert case.message in payload["error"], payload["error"]
-    if status == 405:
-        assert resp.getheader("allow")
+    _assert_refused(case, status, body, resp.getheader)
     # The same keep-alive connection serves the next request.
     _assert_good_request(conn)
+
+
+@pytest.fixture(scope="module")
+def asgi(iris_repo: Path) -> AsgiClient:
+    return AsgiClient([load(iris_repo / "iris")], max_request_bytes=MAX_BYTES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_in_process(asgi: AsgiClient, case: Case) -> None:
+    resp = asgi.request(case.method, case.path, case.body, case.headers)
+    _assert_refused(case, resp.status_code, resp.content, resp.headers.get)
+    good = asgi.request("POST", INFER, GOOD, JSON_CT)
+    assert good.status_code == 200 and good.json()["outputs"][0]["data"] == [1, 1]
 
 
 def test_chunked_oversized_body_is_413_and_connection_survives(conn) -> None:
