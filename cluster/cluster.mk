@@ -1,0 +1,27 @@
+# Local Kubernetes control plane + real KServe controller (pods simulated by kwok).
+# Included from the top-level Makefile (`include cluster/cluster.mk`); see docs/local-cluster.md.
+# Uses VENV, BIN and TOOLS_BIN and the rules for $(VENV)/.installed and $(TOOLS_BIN)/.installed
+# from the Makefile; the defaults below only matter if this file is used on its own.
+VENV ?= .venv
+BIN ?= $(VENV)/bin
+TOOLS_BIN ?= $(CURDIR)/.tools/bin
+CLUSTER_BIN ?= $(CURDIR)/.tools/cluster/bin
+
+.PHONY: cluster-build cluster-up cluster-down cluster-status cluster-test
+
+##@ Local cluster (real API server, controllers and KServe; pods simulated by kwok)
+
+cluster-build: ## Build etcd, Kubernetes 1.34.5, kwok and KServe from the Go module proxy (cached; needs Go).
+	CLUSTER_BIN="$(CLUSTER_BIN)" bash cluster/build.sh
+
+cluster-up: $(VENV)/.installed $(TOOLS_BIN)/.installed cluster-build ## Start the local cluster (idempotent); KUBECONFIG=.cluster/kubeconfig.
+	PATH="$(TOOLS_BIN):$$PATH" PIPESERVE_CLUSTER_BIN="$(CLUSTER_BIN)" $(BIN)/python cluster/localcluster.py up
+
+cluster-down: ## Stop the local cluster and remove .cluster/.
+	$(BIN)/python cluster/localcluster.py down
+
+cluster-status: ## Show the local cluster's processes, ports and memory.
+	PIPESERVE_CLUSTER_BIN="$(CLUSTER_BIN)" $(BIN)/python cluster/localcluster.py status
+
+cluster-test: $(VENV)/.installed $(TOOLS_BIN)/.installed cluster-build ## Run tests/cluster against the local cluster (starts and stops it if not up).
+	PATH="$(TOOLS_BIN):$$PATH" PIPESERVE_CLUSTER_BIN="$(CLUSTER_BIN)" $(BIN)/python -m pytest -m cluster tests/cluster

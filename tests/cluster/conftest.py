@@ -1,0 +1,108 @@
+"""The local control plane for tests/cluster: real kube-apiserver/etcd/controllers + the real KServe
+controller and webhooks, pods simulated by kwok (see docs/local-cluster.md).
+
+A session fixture uses a running local cluster (`.cluster/kubeconfig` answers) or starts one with
+`cluster/localcluster.py up` and stops it at the end (only if it started it). When Go or the built
+binaries are missing the tests fail, with what to run, instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE_DIR = Path(os.environ.get("PIPESERVE_CLUSTER_DIR", ROOT / ".cluster")).resolve()
+KUBECONFIG = STATE_DIR / "kubeconfig"
+BIN_DIR = Path(os.environ.get("PIPESERVE_CLUSTER_BIN", ROOT / ".tools" / "cluster" / "bin")).resolve()
+LOCALCLUSTER = ROOT / "cluster" / "localcluster.py"
+BINARIES = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kserve-manager"]
+UP_TIMEOUT_S = 600
+
+
+def _answers(kubeconfig: Path) -> bool:
+    if not kubeconfig.exists():
+        return False
+    from kubernetes import client, config
+
+    try:
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        client.VersionApi(api).get_code(_request_timeout=3)
+        return True
+    except Exception:  # noqa: BLE001 - anything but an answer means "not up"
+        return False
+
+
+def _preflight() -> None:
+    missing = [b for b in BINARIES if not os.access(BIN_DIR / b, os.X_OK)]
+    if shutil.which("go") is None:
+        pytest.fail(
+            "tests/cluster need Go >= 1.26 (the local cluster is built from the Go module proxy and reads its "
+            "manifests from the Go module cache). Install Go (https://go.dev/dl/), then run `make cluster-build`.",
+            pytrace=False,
+        )
+    if missing:
+        pytest.fail(
+            f"tests/cluster need the local-cluster binaries, missing in {BIN_DIR}: {', '.join(missing)}. "
+            "Run `make cluster-build` (cold build: see docs/local-cluster.md for how long it takes).",
+            pytrace=False,
+        )
+    if not (ROOT / ".tools" / "bin" / "kubectl").exists() and shutil.which("kubectl") is None:
+        pytest.fail("tests/cluster need kubectl: run `make tools`", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Path:
+    """Path of an admin kubeconfig for a healthy local cluster."""
+    was_up = _answers(KUBECONFIG)
+    if not was_up:
+        _preflight()
+    env = dict(os.environ)
+    env["PATH"] = f"{ROOT / '.tools' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    t0 = time.monotonic()
+    # `up` is idempotent: on a healthy cluster it returns at once; a broken one is restarted.
+    proc = subprocess.run([sys.executable, str(LOCALCLUSTER), "up"], capture_output=True, text=True, env=env,
+                          timeout=UP_TIMEOUT_S)
+    if proc.returncode != 0:
+        pytest.fail(f"`localcluster.py up` failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}",
+                    pytrace=False)
+    print(f"\nlocal cluster {'reused' if was_up else 'started'} in {time.monotonic() - t0:.1f}s")
+    yield KUBECONFIG
+    if not was_up:
+        subprocess.run([sys.executable, str(LOCALCLUSTER), "down"], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def api_client(local_cluster: Path):
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(local_cluster))
+
+
+@pytest.fixture(scope="session")
+def namespace(api_client):
+    """A fresh namespace for this session, deleted at the end (the namespace controller runs)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    name = f"pipeserve-ct-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    # The ServiceAccount admission plugin needs the `default` SA, created by kube-controller-manager.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            core.read_namespaced_service_account("default", name)
+            break
+        except client.ApiException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    yield name
+    core.delete_namespace(name)
