@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeserve import runtimes
 from pipeserve.catalog import CLASSIFICATION
-from pipeserve.errors import ConfigError, IntegrityError, ParityError
+from pipeserve.errors import ConfigError, ParityError
 from pipeserve.modelcard import (
     ONNX_FILE,
     SKOPS_FILE,
@@ -29,6 +29,9 @@ from pipeserve.modelcard import (
     hash_files,
     write_card,
 )
+
+# The skops allow-list belongs to the estimator catalogue; the server and older callers load from here.
+from pipeserve.training import TRUSTED_SKOPS_TYPES, load_estimator  # noqa: F401
 
 INPUT_NAME = "input"
 LABEL_OUTPUT = "label"
@@ -40,12 +43,6 @@ PROBA_ATOL = 1e-4
 REGRESSION_RTOL = 1e-4
 REGRESSION_ATOL = 1e-4
 _LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "skops", "numpy", "pipeserve")
-# Types skops does not trust by default but our catalogue's estimators need. Anything else in a
-# skops file is refused: loading is then as safe as skops' own default set.
-TRUSTED_SKOPS_TYPES = frozenset({
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.tree._tree.Tree",
-})
 _TRITON_TYPES = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "BYTES": "TYPE_STRING"}
 
 
@@ -96,7 +93,9 @@ def _check_request(req: PackageRequest) -> None:
         raise ConfigError(f"max_batch_size must be >= 0, got {req.max_batch_size}.")
 
 
-def signature(model: Any, task: str, n_features: int, feature_names: list[str]) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def signature(
+    model: Any, task: str, n_features: int, feature_names: list[str]
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The v2 input and output tensors of the packaged model."""
     inputs = [TensorSpec(INPUT_NAME, "FP32", [-1, n_features], feature_names=list(feature_names))]
     if task != CLASSIFICATION:
@@ -296,22 +295,3 @@ def package_model(model: Any, X_test: np.ndarray, request: PackageRequest, repos
             final.rename(backup)
         staging.rename(final)
     return card
-
-
-def load_estimator(path: str | Path) -> Any:
-    """Load a skops file, trusting skops' defaults plus TRUSTED_SKOPS_TYPES only (never pickle).
-
-    Raises:
-        IntegrityError: The file holds a type outside the allow-list.
-    """
-    import skops.io
-
-    untrusted = set(skops.io.get_untrusted_types(file=path))
-    refused = sorted(untrusted - TRUSTED_SKOPS_TYPES)
-    if refused:
-        raise IntegrityError(
-            f"{path} contains types pipeserve does not trust: {', '.join(refused)}. Only the estimators "
-            "of the pipeserve catalogue are loaded; re-package the model with `pipeserve run`."
-        )
-    return skops.io.load(path, trusted=sorted(untrusted))
-

@@ -1,16 +1,17 @@
-"""A small catalogue of scikit-learn estimators, with hyperparameters checked against each one."""
+"""A small catalogue of scikit-learn estimators (hyperparameters checked against each one), and loading them back."""
 
 from __future__ import annotations
 
 import ast
 import importlib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeserve.catalog import CLASSIFICATION, REGRESSION
-from pipeserve.errors import ConfigError
+from pipeserve.errors import ConfigError, IntegrityError
 
 # task -> name -> (dotted class, default params). Defaults make runs deterministic and converge.
 CATALOGUE: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
@@ -25,6 +26,12 @@ CATALOGUE: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "hist_gradient_boosting": ("sklearn.ensemble.HistGradientBoostingRegressor", {"random_state": 0}),
     },
 }
+# Types skops does not trust by default but our catalogue's estimators need. Anything else in a
+# skops file is refused: loading is then as safe as skops' own default set.
+TRUSTED_SKOPS_TYPES = frozenset({
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+})
 DEFAULT_ESTIMATOR = {CLASSIFICATION: "logistic_regression", REGRESSION: "ridge"}
 # Estimators whose predictions are defined for NaN inputs (the server lets NaN through for these).
 ACCEPTS_NAN = {"hist_gradient_boosting"}
@@ -127,3 +134,21 @@ def describe(name: str, estimator: Any) -> dict[str, Any]:
         "params": params,
         "accepts_nan": name in ACCEPTS_NAN,
     }
+
+
+def load_estimator(path: str | Path) -> Any:
+    """Load a skops file, trusting skops' defaults plus TRUSTED_SKOPS_TYPES only (never pickle).
+
+    Raises:
+        IntegrityError: The file holds a type outside the allow-list.
+    """
+    import skops.io
+
+    untrusted = set(skops.io.get_untrusted_types(file=path))
+    refused = sorted(untrusted - TRUSTED_SKOPS_TYPES)
+    if refused:
+        raise IntegrityError(
+            f"{path} contains types pipeserve does not trust: {', '.join(refused)}. Only the estimators "
+            "of the pipeserve catalogue are loaded; re-package the model with `pipeserve run`."
+        )
+    return skops.io.load(path, trusted=sorted(untrusted))
