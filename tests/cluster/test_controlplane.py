@@ -273,3 +273,60 @@ def test_cpu_isvc_lands_on_the_cpu_node(api_client, namespace, cpu_isvc):
     assert len(pods) == 1
     assert pods[0].spec.node_name == CPU_NODE
     assert _cond(pods[0], "Ready") == "True"
+
+
+def test_scheduler_enforces_gpu_allocatable(api_client, namespace):
+    """gpu-node-0 has 2 nvidia.com/gpu: a pod asking for 3 is unschedulable, as on a real cluster."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="three-gpus"),
+        spec=client.V1PodSpec(
+            node_selector={"nvidia.com/gpu.present": "true"},
+            tolerations=[client.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
+            containers=[client.V1Container(name="c", image="example.invalid/never-pulled:1",
+                                           resources=client.V1ResourceRequirements(limits={"nvidia.com/gpu": "3"}))],
+        ),
+    )
+    core.create_namespaced_pod(namespace, pod)
+
+    def unschedulable():
+        p = core.read_namespaced_pod("three-gpus", namespace)
+        for c in p.status.conditions or []:
+            if c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable":
+                return c.message
+        return None
+
+    message = _wait("the 3-GPU pod to be reported Unschedulable", unschedulable, timeout=30)
+    assert "Insufficient nvidia.com/gpu" in message
+    assert core.read_namespaced_pod("three-gpus", namespace).spec.node_name is None
+
+
+def test_kserve_manager_runs_with_its_own_rbac_not_admin(api_client, local_cluster):
+    """The controller's kubeconfig holds a ServiceAccount token, whose rights are KServe's ClusterRole."""
+    from kubernetes import client
+
+    cfg = yaml.safe_load((local_cluster.parent / "kubeconfigs" / "kserve-manager.yaml").read_text())
+    user = cfg["users"][0]["user"]
+    assert set(user) == {"token"}
+
+    review = client.AuthenticationV1Api(api_client).create_token_review(
+        client.V1TokenReview(spec=client.V1TokenReviewSpec(token=user["token"])))
+    assert review.status.authenticated
+    sa_user = "system:serviceaccount:kserve:kserve-controller-manager"
+    assert review.status.user.username == sa_user
+    assert "system:masters" not in review.status.user.groups
+
+    authz = client.AuthorizationV1Api(api_client)
+
+    def allowed(verb: str, group: str, resource: str) -> bool:
+        sar = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
+            user=sa_user, groups=review.status.user.groups,
+            resource_attributes=client.V1ResourceAttributes(verb=verb, group=group, resource=resource, namespace="default")))
+        return authz.create_subject_access_review(sar).status.allowed
+
+    assert allowed("create", "apps", "deployments")
+    assert allowed("update", "serving.kserve.io", "inferenceservices")
+    assert not allowed("delete", "", "nodes")
+    assert not allowed("create", "rbac.authorization.k8s.io", "clusterrolebindings")
