@@ -151,8 +151,10 @@ def parse_wrk(stdout: str) -> WrkResult:
     )
 
 
-def run_wrk(url: str, body: Body, connections: int, duration: float, threads: int = 1, timeout_s: int = 30) -> WrkResult:
-    """POST ``body`` to ``url`` with wrk for ``duration`` seconds (whole seconds, wrk's unit) over ``connections`` connections."""
+def run_wrk(
+    url: str, body: Body, connections: int, duration: float, threads: int = 1, timeout_s: int = 30
+) -> WrkResult:
+    """POST ``body`` to ``url`` with wrk for ``duration`` whole seconds (its unit) over ``connections`` connections."""
     env = {**os.environ, "BENCH_BODY": str(body.path), "BENCH_CONTENT_TYPE": body.content_type,
            "BENCH_HEADER_LENGTH": "" if body.header_length is None else str(body.header_length)}
     cmd = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max(1, round(duration))}s",

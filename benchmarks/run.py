@@ -100,7 +100,8 @@ def ensure_tools() -> None:
         importlib.metadata.version("flask")
     except importlib.metadata.PackageNotFoundError:
         print(f"installing {' '.join(FLASK_PINS)} ...", flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt"), *FLASK_PINS], check=True)
+        pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt")]
+        subprocess.run([*pip, *FLASK_PINS], check=True)
 
 
 def build_models(repo: Path) -> dict[str, np.ndarray]:
@@ -132,10 +133,10 @@ def make_bodies(workdir: Path, rows_by_model: dict[str, np.ndarray]) -> dict[tup
         X = pool[rng.integers(0, len(pool), size=w.rows)]
         shape = list(X.shape)
 
-        def put(dialect: str, payload: bytes, **kw: Any) -> None:
-            path = workdir / "bodies" / f"{w.key}.{dialect}"
+        def put(dialect: str, payload: bytes, key: str = w.key, **kw: Any) -> None:
+            path = workdir / "bodies" / f"{key}.{dialect}"
             path.write_bytes(payload)
-            bodies[(w.key, dialect)] = Body(path, **kw)
+            bodies[(key, dialect)] = Body(path, **kw)
 
         tensor = {"name": "input", "datatype": "FP32", "shape": shape}
         if w.binary:
@@ -175,7 +176,8 @@ def make_servers(repo: Path, workdir: Path) -> dict[str, Server]:
         base = f"http://127.0.0.1:{port}"
         ready = f"{base}/v2/health/ready"
         if name == "kserve":
-            cmd = [py, str(APPS / "kserve_app.py"), str(repo), "--http-port", str(port), "--grpc-port", str(free_port())]
+            cmd = [py, str(APPS / "kserve_app.py"), str(repo), "--http-port", str(port),
+                   "--grpc-port", str(free_port())]
         elif name == "raw-sklearn":
             cmd = [py, str(APPS / "raw_sklearn.py"), str(repo), "--port", str(port)]
         elif name == "flask":
@@ -263,7 +265,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     spec = target(server, w, bodies)
                     if spec is None:
                         continue
-                    res = run_wrk(spec[0], spec[1], connections=w.connections, duration=args.duration * w.duration_factor)
+                    duration = args.duration * w.duration_factor
+                    res = run_wrk(spec[0], spec[1], connections=w.connections, duration=duration)
                     results[w.key].setdefault(name, []).append(res)
                     print(f"  round {rnd + 1}/{args.rounds} {w.key:<13} {name:<18} {res.rps:9.1f} req/s "
                           f"p50 {res.p50_us / 1000:7.2f} ms p99 {res.p99_us / 1000:7.2f} ms"
@@ -371,13 +374,15 @@ def goals(data: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     add("≥ 5× KServe's throughput at 1,000 rows, c4 (ONNX backend)", r, "{:.1f}×", r is not None and r >= 5)
     a, b = get("100k-binary", "pipeserve-onnx", "mean_ms"), get("100k-json", BASELINE, "mean_ms")
     r = b / a if a and b else None
-    add("100k rows: pipeserve binary ≥ 5× faster than KServe JSON (mean latency)", r, "{:.1f}×", r is not None and r >= 5)
+    add("100k rows: pipeserve binary ≥ 5× faster than KServe JSON (mean latency)", r, "{:.1f}×",
+        r is not None and r >= 5)
     p99 = get("1row-c1", "pipeserve-onnx", "p99_ms")
     add("p99 ≤ 2 ms at 1 row, c1 (ONNX backend)", p99, "{:.2f} ms", p99 is not None and p99 <= 2)
     ready = srv.get("pipeserve-onnx", {}).get("startup_s")
     add("ready ≤ 2 s after spawn (ONNX backend)", ready, "{:.2f} s", ready is not None and ready <= 2)
     rss = srv.get("pipeserve-onnx", {}).get("idle_rss_mb")
-    add("≤ 150 MB RSS idle (ONNX backend, both models loaded)", rss, "{:.0f} MiB", rss is not None and rss * 1.048576 <= 150)
+    add("≤ 150 MB RSS idle (ONNX backend, both models loaded)", rss, "{:.0f} MiB",
+        rss is not None and rss * 1.048576 <= 150)
     for wkey in ("1row-c1", "1row-c16", "1row-c64"):
         r = ratio(wkey, "pipeserve-onnx", "raw-sklearn")
         add(f"faster than the minimal hand-written sklearn server ({wkey})", r, "{:.2f}×", r is not None and r > 1)
@@ -408,14 +413,16 @@ def render(data: dict[str, Any]) -> str:
     for goal, measured, ok in goals(data):
         lines.append(f"| {goal} | {measured} | {'—' if ok is None else ('yes' if ok else '**no**')} |")
     lines += ["", "## Throughput and latency", "",
-              "× KServe and × ceiling compare req/s with the KServe baseline and with the null server on the same workload; "
+              "× KServe and × ceiling compare req/s with the KServe baseline and with the null server on the same "
+              "workload; "
               "spread is half the range of req/s over the rounds, relative to the median.", ""]
     for w in data["workloads"]:
         row = data["results"].get(w["key"], {})
         if not row:
             continue
         base, ceil = row.get(BASELINE, {}).get("rps"), row.get(CEILING, {}).get("rps")
-        lines += [f"### {w['title']}", "", "| server | req/s | spread | p50 ms | p99 ms | × KServe | × ceiling | errors |",
+        lines += [f"### {w['title']}", "",
+                  "| server | req/s | spread | p50 ms | p99 ms | × KServe | × ceiling | errors |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for name in SERVERS:
             if name not in row:
@@ -424,12 +431,14 @@ def render(data: dict[str, Any]) -> str:
             xk = f"{r['rps'] / base:.2f}" if base else "—"
             xc = f"{r['rps'] / ceil:.2f}" if ceil else "—"
             spread = f"±{50 * (r['rps_max'] - r['rps_min']) / r['rps']:.0f}%" if r["rps"] else "—"
-            lines.append(f"| {name} | {r['rps']:,.1f} | {spread} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {xk} | {xc} | {r['errors']} |")
+            lines.append(f"| {name} | {r['rps']:,.1f} | {spread} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {xk} | "
+                         f"{xc} | {r['errors']} |")
         lines.append("")
     lines += ["## Start-up and memory", "",
               "Start-up: spawn → first 200 from the readiness route (both models loaded). RSS: the process tree, "
               "1 s after ready (idle) and after the last round (loaded).", "",
-              "| server | spawn → ready s | idle RSS MiB | RSS after load MiB | command |", "| --- | ---: | ---: | ---: | --- |"]
+              "| server | spawn → ready s | idle RSS MiB | RSS after load MiB | command |",
+              "| --- | ---: | ---: | ---: | --- |"]
     for name, s in data["servers"].items():
         if s["failed"]:
             lines.append(f"| {name} | did not run: {s['failed'][:160]} | | | `{s['cmd']}` |")
@@ -455,7 +464,8 @@ def render(data: dict[str, Any]) -> str:
               "Reading the HGB rows: scikit-learn's HistGradientBoosting `predict` opens an OpenMP region on every "
               "core per call. The baselines run it as users would (no thread limits); on a small machine shared with "
               "wrk its spin-waiting threads fight for the CPUs, which makes their numbers erratic, and very low when "
-              "other jobs load the machine (see the spread column and the load average above). pipeserve's scikit-learn backend limits native thread pools to its share of the cores "
+              "other jobs load the machine (see the spread column and the load average above). pipeserve's "
+              "scikit-learn backend limits native thread pools to its share of the cores "
               "(threadpoolctl).",
               ""]
     return "\n".join(lines)
@@ -465,12 +475,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="One round of 1 s runs (about a minute): a smoke run.")
     parser.add_argument("--rounds", type=int, default=5, help="Interleaved rounds (default 5).")
-    parser.add_argument("--duration", type=float, default=1.0, help="Whole seconds per wrk run (default 1; ×2 for 100k rows).")
+    parser.add_argument("--duration", type=float, default=1.0,
+                        help="Whole seconds per wrk run (default 1; ×2 for 100k rows).")
     parser.add_argument("--warmup", type=float, default=1.0, help="Seconds of warm-up per server (default 1).")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"Comma-separated subset of: {','.join(SERVERS)}.")
     parser.add_argument("--workloads", default=",".join(w.key for w in WORKLOADS),
                         help=f"Comma-separated subset of: {','.join(w.key for w in WORKLOADS)}.")
-    parser.add_argument("--out", type=Path, help="Markdown report (default benchmarks/RESULTS.md; with --quick, WORK_DIR/RESULTS.md).")
+    parser.add_argument("--out", type=Path,
+                        help="Markdown report (default benchmarks/RESULTS.md; with --quick, WORK_DIR/RESULTS.md).")
     parser.add_argument("--work-dir", default=str(HERE / ".work"), help="Scratch folder for models, bodies and logs.")
     args = parser.parse_args(argv)
     if args.quick:

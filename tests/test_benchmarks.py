@@ -27,7 +27,9 @@ SAMPLE = """Running 1s test @ http://127.0.0.1:1/
     Latency    52.00us   10.00us   1.00ms   90.00%
   17000 requests in 1.00s, 2.00MB read
 Requests/sec:  17000.00
-BENCH_JSON {"requests": 17000, "duration_us": 1000000, "bytes": 2000000, "connect_errors": 0, "read_errors": 1, "write_errors": 0, "status_errors": 2, "timeouts": 0, "p50_us": 50, "p90_us": 60, "p99_us": 120, "mean_us": 52.0, "max_us": 1000}
+BENCH_JSON {"requests": 17000, "duration_us": 1000000, "bytes": 2000000, "connect_errors": 0, "read_errors": 1, \
+"write_errors": 0, "status_errors": 2, "timeouts": 0, "p50_us": 50, "p90_us": 60, "p99_us": 120, "mean_us": 52.0, \
+"max_us": 1000}
 """
 
 
@@ -60,7 +62,8 @@ def test_binary_bodies_are_well_formed(tmp_path: Path) -> None:
 
 def test_goals_are_computed_from_the_table() -> None:
     def row(rps: float, mean: float = 1.0, p99: float = 1.0) -> dict:
-        return {"rps": rps, "rps_min": rps, "rps_max": rps, "p50_ms": 1.0, "p99_ms": p99, "mean_ms": mean, "errors": 0, "rounds": 1}
+        return {"rps": rps, "rps_min": rps, "rps_max": rps, "p50_ms": 1.0, "p99_ms": p99, "mean_ms": mean,
+                "errors": 0, "rounds": 1}
 
     data = {
         "results": {

@@ -242,7 +242,8 @@ def test_kserve_errors_map_to_the_hierarchy(kserve_server, transport) -> None:
 
 
 def test_kserve_lists_models_but_several(kserve_server) -> None:
-    with Predictor(kserve_server[0]) as p, pytest.raises(UserError, match="diabetes, diabetes-nometa, iris, iris-nometa"):
+    listed = "diabetes, diabetes-nometa, iris, iris-nometa"
+    with Predictor(kserve_server[0]) as p, pytest.raises(UserError, match=listed):
         _ = p.model
     with Predictor(kserve_server[1], grpc=True) as p, pytest.raises(UserError, match="cannot list its models"):
         _ = p.model
@@ -255,7 +256,8 @@ def test_every_client_error_is_a_pipeserve_error() -> None:
 
 @pytest.mark.parametrize(("message", "expected"), [
     ("Model 'iris' is loading; retry shortly", "ModelNotReady"),
-    ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Connection refused", "ServerUnreachable"),
+    ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Connection refused",
+     "ServerUnreachable"),
 ])
 def test_grpc_unavailable_means_not_ready_unless_the_transport_failed(message, expected):
     from tritonclient.utils import InferenceServerException

@@ -82,7 +82,8 @@ def test_task_inference():
 @pytest.mark.parametrize(
     ("frame", "target", "message"),
     [
-        (pd.DataFrame({"a": [1, 2, 3, 4], "b": list("wxyz"), "y": [0, 1, 0, 1]}), "y", "must be numeric; these are not: b"),
+        (pd.DataFrame({"a": [1, 2, 3, 4], "b": list("wxyz"), "y": [0, 1, 0, 1]}), "y",
+         "must be numeric; these are not: b"),
         (pd.DataFrame({"a": [1.0, None, 3, 4], "y": [0, 1, 0, 1]}), "y", "missing values: a"),
         (pd.DataFrame({"a": [1, 2, 3, 4], "y": [0, 1, 0, 1]}), "z", "Target column 'z' not found"),
         (pd.DataFrame({"y": [0, 1, 0, 1]}), "y", "no feature columns"),

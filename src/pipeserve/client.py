@@ -231,7 +231,7 @@ def _as_batch(rows: Any, name: str, ndim: int) -> np.ndarray:
 def _fit(rows: Any, spec: TensorMetadata, model: str) -> np.ndarray:
     """Check ``rows`` against the advertised shape and cast them to its datatype."""
     array = _as_batch(rows, spec.name, ndim=max(len(spec.shape), 1))
-    for axis, (want, got) in enumerate(zip(spec.shape, array.shape)):
+    for axis, (want, got) in enumerate(zip(spec.shape, array.shape, strict=False)):
         if want >= 0 and want != got and axis > 0:
             expected = ", ".join("N" if d < 0 else str(d) for d in spec.shape)
             raise InvalidInput(

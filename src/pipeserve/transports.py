@@ -173,7 +173,10 @@ class _TritonTransport:
 
     def ready(self, model: str, version: str) -> bool:
         conn = self._conn()
-        return bool(self._call("ready", conn.is_server_ready) and self._call("model ready", conn.is_model_ready, model, version))
+        return bool(
+            self._call("ready", conn.is_server_ready)
+            and self._call("model ready", conn.is_model_ready, model, version)
+        )
 
 
 class RestTransport(_TritonTransport):

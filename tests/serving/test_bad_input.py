@@ -35,8 +35,10 @@ def _binary(x: np.ndarray | bytes, *, shape=None, size=None, header_len_delta=0,
     raw = x if isinstance(x, bytes) else np.asarray(x, dtype=np.float32).tobytes()
     shape = shape if shape is not None else list(np.asarray(x).shape)
     params = {"binary_data_size": len(raw) if size is None else size}
-    header = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": shape, "parameters": params}], **extra}).encode()
-    headers = {"Inference-Header-Content-Length": str(len(header) + header_len_delta), "Content-Type": "application/octet-stream"}
+    tensor = {"name": "input", "datatype": "FP32", "shape": shape, "parameters": params}
+    header = json.dumps({"inputs": [tensor], **extra}).encode()
+    headers = {"Inference-Header-Content-Length": str(len(header) + header_len_delta),
+               "Content-Type": "application/octet-stream"}
     return header + raw + trailing, headers
 
 
@@ -65,22 +67,27 @@ CASES = [
     _c("inputs-object", b'{"inputs": {"name": "input"}}', 400, "got an object"),
     _c("inputs-empty", b'{"inputs": []}', 400, "got no inputs"),
     _c("input-not-object", b'{"inputs": [1]}', 400, "inputs[0] must be an object"),
-    _c("input-no-name", b'{"inputs": [{"datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}', 400, "inputs[0].name must be a string"),
+    _c("input-no-name", b'{"inputs": [{"datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}',
+       400, "inputs[0].name must be a string"),
     # --- datatype ---
-    _c("missing-datatype", b'{"inputs": [{"name": "input", "shape": [1, 4], "data": [1, 2, 3, 4]}]}', 400, "datatype must be one of"),
+    _c("missing-datatype", b'{"inputs": [{"name": "input", "shape": [1, 4], "data": [1, 2, 3, 4]}]}',
+       400, "datatype must be one of"),
     _c("unknown-datatype", _req(datatype="FP99"), 400, "got 'FP99'"),
     _c("lowercase-datatype", _req(datatype="fp32"), 400, "got 'fp32'"),
-    _c("bytes-datatype", _req(datatype="BYTES", data=["a", "b", "c", "d"]), 400, "must have datatype FP32 or FP64; got BYTES"),
+    _c("bytes-datatype", _req(datatype="BYTES", data=["a", "b", "c", "d"]),
+       400, "must have datatype FP32 or FP64; got BYTES"),
     _c("int64-datatype", _req(datatype="INT64", data=[1, 2, 3, 4]), 400, "got INT64"),
     _c("bool-datatype", _req(datatype="BOOL", data=[True, False, True, False]), 400, "got BOOL"),
     _c("fp16-datatype", _req(datatype="FP16"), 400, "got FP16"),
     # --- shape ---
-    _c("missing-shape", b'{"inputs": [{"name": "input", "datatype": "FP32", "data": [1, 2, 3, 4]}]}', 400, "shape must be a list of non-negative integers"),
+    _c("missing-shape", b'{"inputs": [{"name": "input", "datatype": "FP32", "data": [1, 2, 3, 4]}]}',
+       400, "shape must be a list of non-negative integers"),
     _c("negative-shape", _req(shape=(-1, 4)), 400, "shape must be a list of non-negative integers; got [-1, 4]"),
     _c("string-shape", _req(shape="1,4"), 400, "shape must be a list"),
     _c("float-shape", _req(shape=(1.0, 4)), 400, "shape must be a list of non-negative integers"),
     _c("one-d-shape", _req(shape=(4,)), 400, "must have shape [N, 4] (N rows of 4 features); got [4]"),
-    _c("wrong-feature-count", _req(shape=(2, 3), data=[1, 2, 3, 4, 5, 6]), 400, "must have shape [N, 4] (N rows of 4 features); got [2, 3]"),
+    _c("wrong-feature-count", _req(shape=(2, 3), data=[1, 2, 3, 4, 5, 6]),
+       400, "must have shape [N, 4] (N rows of 4 features); got [2, 3]"),
     _c("three-d-shape", _req(shape=(1, 4, 1)), 400, "got [1, 4, 1]"),
     _c("zero-rows", _req(shape=(0, 4), data=[]), 400, "at least one row"),
     # --- data ---
@@ -98,26 +105,34 @@ CASES = [
     _c("nan-literal", _req().replace(b"6.8", b"NaN"), 400, "not valid JSON"),
     _c("infinite-literal", _req().replace(b"6.8", b"1e999"), 400, "not valid JSON"),
     _c("fp32-overflow", _req(data=[1e39, 1, 2, 3]), 400, "must hold finite numbers"),
-    _c("binary-nan", *_binary(np.array([[1, np.nan, 3, 4]]))[:1], 400, "got 1 non-finite value(s)", headers=_bin_headers),
-    _c("binary-inf", _binary(np.array([[1, np.inf, 3, -np.inf]]))[0], 400, "got 2 non-finite value(s)", headers=_bin_headers),
+    _c("binary-nan", *_binary(np.array([[1, np.nan, 3, 4]]))[:1],
+       400, "got 1 non-finite value(s)", headers=_bin_headers),
+    _c("binary-inf", _binary(np.array([[1, np.inf, 3, -np.inf]]))[0],
+       400, "got 2 non-finite value(s)", headers=_bin_headers),
     # --- names ---
     _c("wrong-input-name", _req(name="x"), 400, "got an input named 'x'"),
     _c("two-inputs", json.dumps({"inputs": [json.loads(_req())["inputs"][0]] * 2}).encode(), 400, "got 2 inputs"),
-    _c("unknown-model", _req(), 404, "Model 'nope' is not served here; served models: iris", path="/v2/models/nope/infer"),
-    _c("unknown-version", _req(), 404, "has no version '9'; its versions are: 1", path="/v2/models/iris/versions/9/infer"),
+    _c("unknown-model", _req(),
+       404, "Model 'nope' is not served here; served models: iris", path="/v2/models/nope/infer"),
+    _c("unknown-version", _req(),
+       404, "has no version '9'; its versions are: 1", path="/v2/models/iris/versions/9/infer"),
     _c("unknown-version-metadata", None, 404, "has no version '2'", method="GET", path="/v2/models/iris/versions/2"),
     _c("unknown-model-ready", None, 404, "not served here", method="GET", path="/v2/models/nope/ready"),
-    _c("unknown-output", _req(outputs=[{"name": "nope"}]), 404, "has no output 'nope'; its outputs are: label, probabilities"),
+    _c("unknown-output", _req(outputs=[{"name": "nope"}]),
+       404, "has no output 'nope'; its outputs are: label, probabilities"),
     _c("outputs-empty", _req(outputs=[]), 400, "'outputs' must name at least one of label, probabilities"),
     _c("outputs-not-list", _req(outputs="label"), 400, "'outputs' must be a list"),
     _c("output-no-name", _req(outputs=[{"nam": "label"}]), 400, "outputs[0] must be an object with a string 'name'"),
-    _c("output-binary-not-bool", _req(outputs=[{"name": "label", "parameters": {"binary_data": "yes"}}]), 400, "binary_data must be true or false"),
-    _c("binary-output-not-bool", _req(parameters={"binary_data_output": 1}), 400, "binary_data_output must be true or false"),
+    _c("output-binary-not-bool", _req(outputs=[{"name": "label", "parameters": {"binary_data": "yes"}}]),
+       400, "binary_data must be true or false"),
+    _c("binary-output-not-bool", _req(parameters={"binary_data_output": 1}),
+       400, "binary_data_output must be true or false"),
     _c("id-not-string", _req(id=7), 400, "'id' must be a string"),
     _c("parameters-not-object", _req(parameters=[1]), 400, "'parameters' must be an object"),
     # --- transport ---
     _c("content-type-text", _req(), 415, "got 'text/plain'", headers={"Content-Type": "text/plain"}),
-    _c("content-type-form", _req(), 415, "got 'application/x-www-form-urlencoded'", headers={"Content-Type": "application/x-www-form-urlencoded"}),
+    _c("content-type-form", _req(),
+       415, "got 'application/x-www-form-urlencoded'", headers={"Content-Type": "application/x-www-form-urlencoded"}),
     _c("get-on-infer", None, 405, "accepts POST; got GET", method="GET"),
     _c("post-on-ready", b"{}", 405, "accepts GET or HEAD; got POST", path="/v2/health/ready"),
     _c("delete-metadata", None, 405, "got DELETE", method="DELETE", path="/v2/models/iris"),
@@ -128,34 +143,47 @@ CASES = [
     # --- binary extension ---
     _c("binary-header-too-long", _bin_ok, 400, "Inference-Header-Content-Length must be between 1 and the body size",
        headers={**_bin_headers, "Inference-Header-Content-Length": str(len(_bin_ok) + 1)}),
-    _c("binary-header-zero", _bin_ok, 400, "must be between 1 and the body size", headers={**_bin_headers, "Inference-Header-Content-Length": "0"}),
-    _c("binary-header-not-number", _bin_ok, 400, "must be a non-negative integer; got 'abc'", headers={**_bin_headers, "Inference-Header-Content-Length": "abc"}),
-    _c("binary-size-vs-shape", *_binary(np.array([ROW]), shape=[2, 4])[:1], 400, "shape [2, 4] of FP32 needs 32 bytes; got 16",
+    _c("binary-header-zero", _bin_ok,
+       400, "must be between 1 and the body size", headers={**_bin_headers, "Inference-Header-Content-Length": "0"}),
+    _c("binary-header-not-number", _bin_ok,
+       400, "must be a non-negative integer; got 'abc'",
+       headers={**_bin_headers, "Inference-Header-Content-Length": "abc"}),
+    _c("binary-size-vs-shape", *_binary(np.array([ROW]), shape=[2, 4])[:1],
+       400, "shape [2, 4] of FP32 needs 32 bytes; got 16",
        headers=_binary(np.array([ROW]), shape=[2, 4])[1]),
-    _c("binary-trailing-bytes", *_binary(np.array([ROW]), trailing=b"xx")[:1], 400, "binary part of the body has 18 bytes",
+    _c("binary-trailing-bytes", *_binary(np.array([ROW]), trailing=b"xx")[:1],
+       400, "binary part of the body has 18 bytes",
        headers=_binary(np.array([ROW]), trailing=b"xx")[1]),
-    _c("binary-size-too-big", *_binary(np.array([ROW]), size=32)[:1], 400, "declares binary_data_size 32 at offset 0; the binary part has only 16",
+    _c("binary-size-too-big", *_binary(np.array([ROW]), size=32)[:1],
+       400, "declares binary_data_size 32 at offset 0; the binary part has only 16",
        headers=_binary(np.array([ROW]), size=32)[1]),
-    _c("binary-size-negative", *_binary(np.array([ROW]), size=-1)[:1], 400, "binary_data_size must be a non-negative integer",
+    _c("binary-size-negative", *_binary(np.array([ROW]), size=-1)[:1],
+       400, "binary_data_size must be a non-negative integer",
        headers=_binary(np.array([ROW]), size=-1)[1]),
     _c("binary-size-without-header", _binary(np.array([ROW]))[0], 400, "not valid JSON"),
-    _c("binary-size-json-only", _req(data=..., tensor={"parameters": {"binary_data_size": 16}}), 400, "no Inference-Header-Content-Length header"),
-    _c("binary-and-data", _req(tensor={"parameters": {"binary_data_size": 0}}), 400, "no Inference-Header-Content-Length"),
+    _c("binary-size-json-only", _req(data=..., tensor={"parameters": {"binary_data_size": 16}}),
+       400, "no Inference-Header-Content-Length header"),
+    _c("binary-and-data", _req(tensor={"parameters": {"binary_data_size": 0}}),
+       400, "no Inference-Header-Content-Length"),
     # --- KServe v1 ---
     _c("v1-no-instances", b'{"inputs": []}', 400, 'got no "instances"', path="/v1/models/iris:predict"),
-    _c("v1-empty-instances", b'{"instances": []}', 400, '"instances" must be a non-empty list', path="/v1/models/iris:predict"),
+    _c("v1-empty-instances", b'{"instances": []}',
+       400, '"instances" must be a non-empty list', path="/v1/models/iris:predict"),
     _c("v1-wrong-width", b'{"instances": [[1, 2, 3]]}', 400, "got [1, 3]", path="/v1/models/iris:predict"),
     _c("v1-strings", b'{"instances": [["a", "b", "c", "d"]]}', 400, "got strings", path="/v1/models/iris:predict"),
     _c("v1-unknown-model", b'{"instances": [[1, 2, 3, 4]]}', 404, "not served here", path="/v1/models/nope:predict"),
-    _c("v1-dict-missing-feature", b'{"instances": [{"sepal length (cm)": 1}]}', 400, "must have exactly the features", path="/v1/models/iris:predict"),
-    _c("v1-text-plain", b'{"instances": [[1, 2, 3, 4]]}', 415, "Expected Content-Type application/json", path="/v1/models/iris:predict",
+    _c("v1-dict-missing-feature", b'{"instances": [{"sepal length (cm)": 1}]}',
+       400, "must have exactly the features", path="/v1/models/iris:predict"),
+    _c("v1-text-plain", b'{"instances": [[1, 2, 3, 4]]}',
+       415, "Expected Content-Type application/json", path="/v1/models/iris:predict",
        headers={"Content-Type": "text/plain"}),
 ]
 
 
 @pytest.fixture(scope="module")
 def strict_server(iris_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    server = start_server(iris_repo, tmp_path_factory.mktemp("strict"), "--max-request-bytes", str(MAX_BYTES), grpc=False)
+    server = start_server(iris_repo, tmp_path_factory.mktemp("strict"), "--max-request-bytes", str(MAX_BYTES),
+                          grpc=False)
     yield server
     assert server.stop() == 0, server.log()
 
@@ -234,7 +262,8 @@ def test_chunked_oversized_body_is_413_and_connection_survives(conn) -> None:
     ids=["fp64-accepted", "integers-as-floats", "nested"],
 )
 def test_lenient_but_well_defined(conn, datatype: str, data: Any) -> None:
-    status, body, _ = _roundtrip(conn, "POST", INFER, _req(datatype=datatype, data=data), {})  # no Content-Type: tritonclient style
+    # No Content-Type, as tritonclient sends it.
+    status, body, _ = _roundtrip(conn, "POST", INFER, _req(datatype=datatype, data=data), {})
     assert status == 200, body
     assert json.loads(body)["outputs"][0]["shape"] == [1]
 

@@ -144,7 +144,7 @@ def test_grpc_nan_is_invalid_argument(iris_server) -> None:
 
 
 # kserve's clients run in a child process: this test process aliases kserve's generated OIP module to
-# tritonclient's (pipeserve._protos, done in tests/conftest.py); the child uses kserve's own stubs.
+# tritonclient's (tests/interop.py, called from tests/conftest.py); the child uses kserve's own stubs.
 _KSERVE_SCRIPT = """
 import asyncio, json, sys
 import numpy as np
@@ -162,7 +162,8 @@ async def main():
     for binary in (False, True):
         inp = InferInput("input", list(X.shape), "FP32")
         inp.set_data_from_numpy(X, binary_data=binary)
-        res = await rest.infer(url, InferRequest(model_name="iris", infer_inputs=[inp], request_id="k1"), model_name="iris")
+        request = InferRequest(model_name="iris", infer_inputs=[inp], request_id="k1")
+        res = await rest.infer(url, request, model_name="iris")
         out[f"rest_binary={binary}"] = {
             "id": res.id, **{o.name: o.as_numpy().tolist() for o in res.outputs}}
     await rest.close()
@@ -227,7 +228,8 @@ def test_grpc_typed_contents_and_errors(iris_server, iris_sklearn, X_test) -> No
 
         cases = [
             (dict(shape=[2, 4], values=[1.0] * 7), grpc.StatusCode.INVALID_ARGUMENT, "needs 8 values; got 7"),
-            (dict(shape=[1, 4], values=[1.0] * 4, datatype="FP16"), grpc.StatusCode.INVALID_ARGUMENT, "raw_input_contents"),
+            (dict(shape=[1, 4], values=[1.0] * 4, datatype="FP16"), grpc.StatusCode.INVALID_ARGUMENT,
+             "raw_input_contents"),
             (dict(shape=[1, 4], values=[1.0] * 4, version="7"), grpc.StatusCode.NOT_FOUND, "no version '7'"),
             (dict(shape=[1, 4], values=[1.0] * 4, output="nope"), grpc.StatusCode.NOT_FOUND, "has no output 'nope'"),
             (dict(shape=[1, 4], values=[1.0, 2.0, float("inf"), 4.0]), grpc.StatusCode.INVALID_ARGUMENT, "finite"),

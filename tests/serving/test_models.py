@@ -71,7 +71,8 @@ def test_bytes_labels_over_grpc(species_server, species_repo) -> None:
 
 
 def test_nan_accepted_where_the_estimator_takes_it(species_server) -> None:
-    body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}]}).encode()
+    tensor = {"name": "input", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}
+    body = json.dumps({"inputs": [tensor]}).encode()
     raw = np.array([[np.nan, 3.0, 1.4, 0.2]], dtype=np.float32).tobytes()
     conn = connection(species_server)
     conn.request("POST", "/v2/models/species/infer", body=body + raw,

@@ -170,7 +170,8 @@ def test_data_plane_imports_no_web_framework() -> None:
     code = (
         "import sys; import pipeserve.serving.dataplane, pipeserve.serving.tensors, pipeserve.serving.backends; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'uvicorn', 'starlette', 'fastapi', 'httptools', 'grpc', 'google', 'tritonclient', 'kserve', 'flask', 'aiohttp'}); "
+        "{'uvicorn', 'starlette', 'fastapi', 'httptools', 'grpc', 'google', 'tritonclient', 'kserve', 'flask', "
+        "'aiohttp'}); "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -57,7 +57,8 @@ def test_schemathesis_finds_no_server_error(iris_server, tmp_path: Path) -> None
         [
             sys.executable, "-m", "schemathesis.cli", "run", str(spec_path),
             "--url", iris_server.url,
-            "--checks", "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance",
+            "--checks",
+            "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance",
             "--max-time", "30", "--max-examples", "150", "--seed", "42", "--request-timeout", "10",
             "--workers", "1", "--generation-database", "none",
         ],

@@ -25,11 +25,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     # `predict iris --url U ROWS`: options between positionals need intermixed parsing.
     parser.__class__ = _intermixed(type(parser))
     parser.add_argument("name", metavar="NAME", help="Model name on the server.")
-    parser.add_argument("rows", nargs="?", metavar="ROWS", help="Rows as JSON, e.g. '[[5.1,3.5,1.4,0.2]]' (or give --file).")
+    parser.add_argument("rows", nargs="?", metavar="ROWS",
+                        help="Rows as JSON, e.g. '[[5.1,3.5,1.4,0.2]]' (or give --file).")
     parser.add_argument("--url", required=True, help="Server URL: http://HOST:PORT (REST) or HOST:PORT with --grpc.")
     parser.add_argument("--grpc", action="store_true", help="Use gRPC v2 instead of REST.")
     parser.add_argument("--binary", action="store_true", help="REST: use the binary tensor extension instead of JSON.")
-    parser.add_argument("--file", type=Path, help="CSV, JSON (array of rows or of objects) or Parquet file of feature rows.")
+    parser.add_argument("--file", type=Path,
+                        help="CSV, JSON (array of rows or of objects) or Parquet file of feature rows.")
     parser.add_argument("--target", help="Column of --file to drop (e.g. the label column of a test split).")
     parser.add_argument("--output", choices=("table", "json"), default="table", help="table (default) or JSON lines.")
     parser.add_argument("--model-version", default="", help="Model version (default: the server's choice).")
@@ -81,7 +83,9 @@ def _parse_rows(text: str) -> Any:
     if isinstance(rows, dict) and "instances" in rows:  # a v1 body pasted as-is
         rows = rows["instances"]
     if not isinstance(rows, list) or not rows:
-        raise InvalidInput(f"ROWS must be a non-empty JSON array of rows, e.g. '[[5.1, 3.5, 1.4, 0.2]]'; got {text[:60]!r}.")
+        raise InvalidInput(
+            f"ROWS must be a non-empty JSON array of rows, e.g. '[[5.1, 3.5, 1.4, 0.2]]'; got {text[:60]!r}."
+        )
     return rows
 
 
@@ -154,4 +158,4 @@ def format_table(outputs: dict[str, Any]) -> list[str]:
     header = ["row", *outputs]
     body = [[str(i), *(fmt(v) for v in row.values())] for i, row in enumerate(_rows(outputs))]
     widths = [max(len(r[c]) for r in [header, *body]) for c in range(len(header))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [header, *body]]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in [header, *body]]

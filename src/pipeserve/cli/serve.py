@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 
 from pipeserve.errors import ConfigError
-from pipeserve.serving.settings import ANY_PORT, BACKENDS, DEFAULT_HTTP_PORT, DEFAULT_MAX_REQUEST_BYTES, LOG_LEVELS, ServeSettings
+from pipeserve.serving.settings import (
+    ANY_PORT,
+    BACKENDS,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_MAX_REQUEST_BYTES,
+    LOG_LEVELS,
+    ServeSettings,
+)
 
 _KSERVE_ARGS = ("model_name", "model_dir_flag", "http_port_kserve", "grpc_port_kserve")
 _AUTO = "auto"
@@ -26,15 +33,18 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "Protocol: REST on --http-port, gRPC on --grpc-port (off unless given), Prometheus on /metrics.",
     )
     parser.add_argument("model_dir", nargs="?", type=Path, metavar="MODEL_DIR",
-                        help="A model directory (with model-card.json) or a repository of them (`make run` writes build/model).")
+                        help="A model directory (with model-card.json) or a repository of them "
+                        "(`make run` writes build/model).")
     parser.add_argument("--host", default=None, metavar="ADDR",
-                        help="Address to bind (default 127.0.0.1; 0.0.0.0 when started with KServe's runtime arguments).")
+                        help="Address to bind (default 127.0.0.1; 0.0.0.0 when started with KServe's runtime "
+                        "arguments).")
     parser.add_argument("--http-port", type=_port, default=None, metavar="PORT",
                         help="HTTP port (default 8080); 0 or auto: any free port (the ready line says which).")
     parser.add_argument("--grpc-port", type=_port, default=None, metavar="PORT",
                         help="gRPC port (default: no gRPC locally; KServe passes --grpc_port); auto: any free port "
                         "(the ready line says which); 0: no gRPC.")
-    parser.add_argument("--workers", type=int, default=1, metavar="N", help="Server processes sharing the ports (default 1).")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="Server processes sharing the ports (default 1).")
     parser.add_argument("--max-request-bytes", type=int, default=None, metavar="BYTES",
                         help="Largest request body / gRPC message accepted; larger gets 413 (default 64 MiB).")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS,
@@ -50,8 +60,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--drain-seconds", type=float, default=0.0, metavar="SECONDS",
                         help="Seconds to keep serving after SIGTERM with readiness false (default 0).")
     kserve = parser.add_argument_group("KServe runtime arguments")
-    kserve.add_argument("--model_name", default=None, metavar="NAME", help="Serve the single model under this name (the InferenceService name).")
-    kserve.add_argument("--model_dir", dest="model_dir_flag", type=Path, default=None, metavar="DIR", help="Same as MODEL_DIR.")
+    kserve.add_argument("--model_name", default=None, metavar="NAME",
+                        help="Serve the single model under this name (the InferenceService name).")
+    kserve.add_argument("--model_dir", dest="model_dir_flag", type=Path, default=None, metavar="DIR",
+                        help="Same as MODEL_DIR.")
     kserve.add_argument("--http_port", dest="http_port_kserve", type=_port, default=None, metavar="PORT",
                         help="Same as --http-port.")
     kserve.add_argument("--grpc_port", dest="grpc_port_kserve", type=_port, default=None, metavar="PORT",

@@ -201,7 +201,9 @@ class DataPlane:
 
     # --- inference -----------------------------------------------------------------------------
 
-    def run(self, model: ServedModel, x: np.ndarray, outputs: list[RequestedOutput], request: InferenceRequest) -> InferenceResponse:
+    def run(
+        self, model: ServedModel, x: np.ndarray, outputs: list[RequestedOutput], request: InferenceRequest
+    ) -> InferenceResponse:
         """Run the backend on a validated matrix (synchronously) and wrap the results."""
         names = [o.name for o in outputs]
         try:
@@ -209,7 +211,9 @@ class DataPlane:
         except PipeserveError:
             raise
         except Exception as exc:  # the model itself failed on valid input: a server fault
-            raise InferenceError(f"Model {model.name!r} failed on a valid request: {type(exc).__name__}: {exc}") from exc
+            raise InferenceError(
+                f"Model {model.name!r} failed on a valid request: {type(exc).__name__}: {exc}"
+            ) from exc
         default_binary = request.binary_output
         specs = model.output_specs
         result = []

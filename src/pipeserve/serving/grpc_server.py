@@ -154,7 +154,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except Exception as exc:  # a bug of ours: INTERNAL with a pointer to the log
             log.exception("Unhandled error in ModelInfer")
             self._observe(name, "grpc_infer", 500, start)
-            await context.abort(grpc.StatusCode.INTERNAL, f"Internal server error ({type(exc).__name__}); see the server log.")
+            message = f"Internal server error ({type(exc).__name__}); see the server log."
+            await context.abort(grpc.StatusCode.INTERNAL, message)
         message = pb.ModelInferResponse(model_name=response.model_name, model_version=response.model_version)
         if response.id:
             message.id = response.id

@@ -19,7 +19,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pipeserve.errors import InvalidInput, MethodNotAllowed, NotFound, PayloadTooLarge, PipeserveError, UnsupportedMediaType
+from pipeserve.errors import (
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    PipeserveError,
+    UnsupportedMediaType,
+)
 from pipeserve.serving.dataplane import DataPlane
 from pipeserve.serving.rest_codec import (
     JSON,

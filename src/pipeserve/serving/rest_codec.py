@@ -190,7 +190,9 @@ def encode_infer_response(response: InferenceResponse) -> tuple[bytes, list[tupl
         else:
             item["data"] = tensors.array_to_json(out.data, out.datatype)
         outputs.append(item)
-    obj: dict[str, Any] = {"model_name": response.model_name, "model_version": response.model_version, "outputs": outputs}
+    obj: dict[str, Any] = {
+        "model_name": response.model_name, "model_version": response.model_version, "outputs": outputs,
+    }
     if response.id is not None:
         obj["id"] = response.id
     header = dumps(obj, option=_NUMPY)
@@ -244,6 +246,8 @@ def _rows_from_dicts(rows: list[Any], features: list[str] | None) -> list[Any]:
         if set(row) != wanted:
             missing = sorted(wanted - set(row))
             extra = sorted(set(row) - wanted)
-            raise InvalidInput(f"Instance {i} must have exactly the features {features}; missing {missing}, unknown {extra}.")
+            raise InvalidInput(
+                f"Instance {i} must have exactly the features {features}; missing {missing}, unknown {extra}."
+            )
         out.append([row[f] for f in features])
     return out

@@ -108,7 +108,8 @@ def _check_port_free(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             raise ServerStartError(
-                f"Cannot listen on {host}:{port} for gRPC: {exc.strerror}. Choose another --grpc-port (0 disables gRPC)."
+                f"Cannot listen on {host}:{port} for gRPC: {exc.strerror}. Choose another --grpc-port "
+                "(auto: any free port; 0 disables gRPC)."
             ) from exc
 
 
@@ -132,7 +133,9 @@ def _address(host: str, port: int | None) -> str:
 
 def _print_ready(settings: ServeSettings, info: list[dict[str, Any]], started: float) -> None:
     """The ready line (pipeserve.localserver reads the bound ports from it: keep its shape)."""
-    models = ", ".join(f"{m['name']} v{m['version']} ({m['platform']}, {m['load_seconds'] * 1000:.0f} ms)" for m in info)
+    models = ", ".join(
+        f"{m['name']} v{m['version']} ({m['platform']}, {m['load_seconds'] * 1000:.0f} ms)" for m in info
+    )
     grpc = f", gRPC {_address(settings.host, settings.grpc_port)}" if settings.grpc_port else ""
     print(
         f"pipeserve serve: ready in {time.perf_counter() - started:.2f}s on "

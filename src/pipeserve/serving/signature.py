@@ -91,7 +91,8 @@ def _outputs(model: ServedModel, outputs: list[RequestedOutput] | None) -> list[
     if outputs is None:
         return model.default_outputs
     if not outputs:
-        raise InvalidInput(f"'outputs' must name at least one of {', '.join(model.output_specs)} or be left out; got [].")
+        names = ", ".join(model.output_specs)
+        raise InvalidInput(f"'outputs' must name at least one of {names} or be left out; got [].")
     for out in outputs:
         if out.name not in model.output_specs:
             raise NotFound(

@@ -31,7 +31,9 @@ NUMPY_DTYPES: dict[str, np.dtype] = {
 }
 DATATYPES = frozenset(NUMPY_DTYPES) | {"BYTES"}
 _FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
-_KIND_NAMES = {"b": "booleans", "U": "strings", "S": "bytes", "O": "mixed or non-numeric values (null, objects, huge integers)"}
+_KIND_NAMES = {
+    "b": "booleans", "U": "strings", "S": "bytes", "O": "mixed or non-numeric values (null, objects, huge integers)",
+}
 
 
 def check_datatype(datatype: object, where: str) -> str:
@@ -82,7 +84,8 @@ def array_from_json(data: object, datatype: str, shape: list[int], where: str) -
         if arr.size == 0:
             arr = arr.astype(np.float64)
         else:
-            raise InvalidInput(f"{where}: {datatype} data must be numbers; got {_KIND_NAMES.get(kind, arr.dtype.name)}.")
+            got = _KIND_NAMES.get(kind, arr.dtype.name)
+            raise InvalidInput(f"{where}: {datatype} data must be numbers; got {got}.")
     elif kind == "f" and datatype not in _FLOAT_TYPES:
         raise InvalidInput(f"{where}: {datatype} data must be integers; got floating-point numbers.")
     expected = element_count(shape)
@@ -138,7 +141,9 @@ def _bytes_tensor(raw: bytes | memoryview, count: int, where: str) -> np.ndarray
         (n,) = struct.unpack_from("<I", view, pos)
         pos += 4
         if pos + n > len(view):
-            raise InvalidInput(f"{where}: BYTES element at offset {pos - 4} claims {n} bytes; only {len(view) - pos} left.")
+            raise InvalidInput(
+                f"{where}: BYTES element at offset {pos - 4} claims {n} bytes; only {len(view) - pos} left."
+            )
         out.append(bytes(view[pos : pos + n]))
         pos += n
     if len(out) != count:
