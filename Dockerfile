@@ -1,5 +1,6 @@
 # pipeserve runtime image: `pipeserve serve` over REST :8080 and gRPC :8081 (Open Inference Protocol v2),
-# used as the KServe ClusterServingRuntime in manifests/runtime/.
+# used as the KServe ClusterServingRuntime in manifests/runtime/; and the image of every pipeline step
+# with `pipeserve compile --image` (KFP replaces the entry point; the steps then install nothing).
 #
 #   docker build -t ghcr.io/pipeserve/pipeserve-runtime:0.1.0 .
 #   docker run -p 8080:8080 -p 8081:8081 -v "$PWD/build/model:/mnt/models:ro" ghcr.io/pipeserve/pipeserve-runtime:0.1.0
@@ -12,8 +13,6 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY src/ src/
-COPY components/ components/
-COPY pipelines/ pipelines/
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install -c constraints.txt . \
  && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
@@ -28,7 +27,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # A numeric non-root user, so Kubernetes can verify runAsNonRoot without reading /etc/passwd.
-RUN groupadd --gid 10001 pipeserve && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin pipeserve
+# KFP's launcher puts a step's artifacts under /gcs, /minio and /s3 (kubeflow/pipelines#5673): the
+# user must be able to write there when the image runs pipeline steps.
+RUN groupadd --gid 10001 pipeserve && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin pipeserve \
+ && mkdir -p /gcs /minio /s3 && chown 10001:10001 /gcs /minio /s3
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 8080 8081

@@ -33,7 +33,7 @@ test: $(VENV)/.installed $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CH
 	PATH="$(TOOLS_BIN):$$PATH" $(BIN)/python -m pytest
 
 compile: $(VENV)/.installed ## Compile the pipeline to pipelines/train_and_serve.yaml (upload it in the KFP UI).
-	$(BIN)/pipeserve compile --output pipelines/train_and_serve.yaml --kubernetes-manifest manifests/pipeline/pipeline.yaml
+	$(BIN)/pipeserve compile --output pipelines/train_and_serve.yaml --kubernetes-manifest manifests/pipeline/pipeline.yaml --components-dir components
 
 ##@ Serving and delivery
 

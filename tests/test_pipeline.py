@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
+import io
 import json
+import re
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -11,19 +16,36 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeserve.localrun import RunOptions, compile_pipeline, normalize_compiled, run_pipeline
+from pipeserve.compiler import compile_components, compile_pipeline, normalize_compiled
+from pipeserve.localrun import RunOptions, run_pipeline
 from pipeserve.modelcard import verify_files
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPILED = ROOT / "pipelines" / "train_and_serve.yaml"
 K8S_MANIFEST = ROOT / "manifests" / "pipeline" / "pipeline.yaml"
+COMPONENTS = ROOT / "components"
+STEPS = ("load_data", "train", "evaluate", "package", "emit_inference_service")
+_ARCHIVE = re.compile(r"__KFP_EMBEDDED_ARCHIVE_B64 = '([^']+)'")
 
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled")
     compile_pipeline(out / "p.yaml", out / "k8s.yaml")
+    compile_components(out / "components")
     return out
+
+
+def _executors(text: str) -> dict[str, str]:
+    """Executor label (exec-load-data, ...) -> its whole command, as one string."""
+    doc = yaml.safe_load(text)
+    return {name: " ".join(e["container"]["command"]) for name, e in doc["deploymentSpec"]["executors"].items()}
+
+
+def _archive_files(command: str) -> dict[str, bytes]:
+    (raw,) = _ARCHIVE.findall(command)
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(base64.b64decode(raw)))) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="the component pins are the installed versions, older on "
@@ -34,18 +56,32 @@ def test_compiled_pipeline_is_current(fresh):
         "pipelines/train_and_serve.yaml is out of date: run `make compile` and commit it")
     assert normalize_compiled((fresh / "k8s.yaml").read_text()) == normalize_compiled(K8S_MANIFEST.read_text()), (
         "manifests/pipeline/pipeline.yaml is out of date: run `make compile` and commit it")
+    assert sorted(p.name for p in COMPONENTS.glob("*.yaml")) == sorted(f"{s}.yaml" for s in STEPS)
+    for step in STEPS:
+        assert normalize_compiled((fresh / "components" / f"{step}.yaml").read_text()) == normalize_compiled(
+            (COMPONENTS / f"{step}.yaml").read_text()), f"components/{step}.yaml is out of date: run `make compile`"
+
+
+def test_compiled_pipeline_is_small():
+    """One archive per step, holding only the modules that step imports (it was 530 KB: 5 × the whole library)."""
+    assert len(COMPILED.read_bytes()) <= 150_000
+
+
+def test_each_step_embeds_only_the_modules_it_imports(fresh):
+    files = {name: set(_archive_files(cmd)) for name, cmd in _executors((fresh / "p.yaml").read_text()).items()}
+    assert "./pipeserve/data.py" in files["exec-load-data"] and "./pipeserve/training.py" in files["exec-train"]
+    assert "./pipeserve/kube/builder.py" in files["exec-emit-inference-service"]
+    assert not any("/kube/" in f for f in files["exec-load-data"] | files["exec-package"])
+    assert "./pipeserve/data.py" not in files["exec-emit-inference-service"]
+    assert "./pipeserve/packaging.py" not in files["exec-train"] | files["exec-evaluate"]
+    for names in files.values():
+        assert not any("__pycache__" in n or "/serving" in n or "/cli" in n or "/components" in n for n in names)
 
 
 def test_normalization_still_sees_library_changes(fresh):
     text = (fresh / "p.yaml").read_text()
     assert "__KFP_EMBEDDED_ARCHIVE_B64 = '<files sha256" in normalize_compiled(text)
-    import base64
-    import gzip
-    import io
-    import re
-    import tarfile
-
-    raw = re.search(r"__KFP_EMBEDDED_ARCHIVE_B64 = '([^']+)'", text).group(1)
+    raw = _ARCHIVE.search(_executors(text)["exec-package"]).group(1)
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(base64.b64decode(raw)))) as tar:
         names = tar.getnames()
         assert "./pipeserve/packaging.py" in names and not any("__pycache__" in n for n in names)
@@ -77,6 +113,12 @@ def test_compiled_pipeline_parses_and_references_resolve():
     assert "Built-in dataset" in params["source"].description  # docstrings reach the UI
 
 
+def _installs(command: str) -> list[str]:
+    """The arguments of the one `pip install` a step's command runs before the component."""
+    (pip,) = re.findall(r"python3 -m pip install --quiet --no-warn-script-location ([^&]+)&&", command)
+    return [tok.strip("'") for tok in pip.split()]
+
+
 def test_components_run_on_a_stock_image_with_pinned_packages():
     doc = yaml.safe_load(COMPILED.read_text())
     for name, executor in doc["deploymentSpec"]["executors"].items():
@@ -86,6 +128,47 @@ def test_components_run_on_a_stock_image_with_pinned_packages():
         installs = [tok.strip("'") for tok in command.split() if "==" in tok]
         assert installs and all("==" in tok for tok in installs), name
         assert "__KFP_EMBEDDED_ARCHIVE_B64" in command, name
+
+
+def test_each_step_installs_its_whole_dependency_tree_pinned_and_nothing_more():
+    """pip resolves nothing in a pod: every dependency of every pinned package is pinned too (kfp
+    aside, installed without its dependencies as KFP itself does), and the emit step, which only
+    writes YAML, installs PyYAML alone."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pod = {"python_version": "3.11", "python_full_version": "3.11.9", "sys_platform": "linux",
+           "platform_system": "Linux", "os_name": "posix", "platform_machine": "x86_64",
+           "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+    for name, command in _executors(COMPILED.read_text()).items():
+        installs = _installs(command)
+        assert installs.count("--no-deps") == 1 and command.count("pip install") == 1, name
+        pins = dict(tok.split("==") for tok in installs if tok != "--no-deps")
+        assert pins.pop("kfp") == importlib.metadata.version("kfp"), name
+        have = {canonicalize_name(n): v for n, v in pins.items()}
+        assert "kserve" not in have, name
+        for dist_name, version in pins.items():
+            assert importlib.metadata.version(dist_name) == version, (name, dist_name)  # what the tests ran with
+            for line in importlib.metadata.requires(dist_name) or []:
+                req = Requirement(line)
+                if req.marker is None or req.marker.evaluate(pod):
+                    assert canonicalize_name(req.name) in have, f"{name}: {dist_name} needs {req.name}, not pinned"
+    assert set(_installs(_executors(COMPILED.read_text())["exec-emit-inference-service"])) == {
+        f"PyYAML=={importlib.metadata.version('PyYAML')}", f"kfp=={importlib.metadata.version('kfp')}", "--no-deps"}
+
+
+def test_prebuilt_image_steps_install_nothing(tmp_path):
+    from pipeserve.components import ComponentRuntime
+
+    image = "ghcr.io/pipeserve/pipeserve-runtime:0.1.0"
+    (path,) = compile_pipeline(tmp_path / "p.yaml", runtime=ComponentRuntime.prebuilt(image))
+    text = path.read_text()
+    for name, executor in yaml.safe_load(text)["deploymentSpec"]["executors"].items():
+        assert executor["container"]["image"] == image, name
+    assert "pip install" not in text and "__KFP_EMBEDDED_ARCHIVE_B64" not in text
+    assert len(text) < 40_000
 
 
 def test_kubernetes_manifest_has_pipeline_and_version():
@@ -143,3 +226,4 @@ def test_failed_step_reports_its_error(tmp_path):
     with pytest.raises(PipelineFailed, match=r"step 'load-data' failed: Target column 'nope' not found") as info:
         _run(tmp_path, source=str(csv), target="nope", model_name="x")
     assert info.value.exit_code == 2  # a DataError inside the step keeps its exit code
+

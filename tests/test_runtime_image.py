@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -156,7 +157,8 @@ def test_exposed_ports_match_the_runtime_ports_and_args(instructions, runtime) -
 
 
 def test_copied_files_exist_and_are_in_the_build_context(instructions) -> None:
-    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")]
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [p.strip() for p in lines if p.strip() and not p.startswith("#")]
     copies = [a for i, a in instructions if i == "COPY" and not a.startswith("--from")]
     assert copies
     for args in copies:
@@ -183,7 +185,8 @@ def test_dockerignore_rule_order() -> None:
 
 def test_installs_the_package_with_the_tests_constraints(instructions) -> None:
     runs = " ".join(a for i, a in instructions if i == "RUN")
-    assert re.search(r"pip install -c constraints\.txt \.(\s|$)", runs), "the image must `pip install -c constraints.txt .`"
+    assert re.search(r"pip install -c constraints\.txt \.(\s|$)", runs), (
+        "the image must `pip install -c constraints.txt .`")
     copied = " ".join(a for i, a in instructions if i == "COPY")
     assert "constraints.txt" in copied and "pyproject.toml" in copied
     # Every runtime dependency is pinned, and to the version constraints.txt holds for the image's
@@ -211,7 +214,26 @@ def test_installs_the_package_with_the_tests_constraints(instructions) -> None:
     dependencies = pins(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
     assert dependencies, "no runtime dependencies found"
     for name, version in dependencies.items():
-        assert constraints.get(name) == version, f"{name}: pyproject pins {version}, constraints.txt {constraints.get(name)}"
+        assert constraints.get(name) == version, (
+            f"{name}: pyproject pins {version}, constraints.txt {constraints.get(name)}")
+
+
+def test_the_image_runs_every_pipeline_step_without_installing(instructions) -> None:
+    """`pipeserve compile --image` runs each step on this image and installs nothing there: the
+    image's dependencies cover what every step imports (and kfp's executor), and the user can
+    write where KFP's launcher puts artifacts (/gcs, /minio, /s3)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from pipeserve.components.runtime import STEP_REQUIREMENTS
+
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    installed = {canonicalize_name(Requirement(d).name) for d in dependencies}
+    needed = {canonicalize_name(n) for names in STEP_REQUIREMENTS.values() for n in names} | {"kfp"}
+    assert needed <= installed, f"the image lacks {sorted(needed - installed)}"
+    uid = [a for i, a in final_stage(instructions) if i == "USER"][-1].partition(":")[0]
+    runs = " ".join(a for i, a in final_stage(instructions) if i == "RUN")
+    assert re.search(rf"chown {uid}:\d+ /gcs /minio /s3", runs), "KFP's artifact folders must belong to the image's user"
 
 
 def test_hadolint_is_clean() -> None:
@@ -259,7 +281,8 @@ def test_runtime_contract(runtime) -> None:
     assert spec["protocolVersions"] == ["v2", "grpc-v2"]
     (container,) = spec["containers"]
     assert container["image"] == "ghcr.io/pipeserve/pipeserve-runtime:0.1.0"
-    assert container["args"] == ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080", "--grpc_port=8081"]
+    assert container["args"] == [
+        "--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080", "--grpc_port=8081"]
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
     assert security["capabilities"]["drop"] == ["ALL"]

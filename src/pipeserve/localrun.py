@@ -1,8 +1,11 @@
-"""Run the pipeline on this machine with ``kfp.local`` (the embedded default), and compile it.
+"""Run the pipeline on this machine with ``kfp.local``: the same steps as on Kubeflow Pipelines.
 
-The same pipeline runs on Kubeflow Pipelines; here ``kfp.local.SubprocessRunner(use_venv=False)``
-runs each component as a subprocess of the current interpreter. KFP's own logs are verbose (every
-executor input is dumped), so they go to a log file and the terminal gets one line per step.
+``kfp.local.SubprocessRunner(use_venv=False)`` runs each step as a subprocess of the current
+interpreter, which already has pipeserve and its dependencies: the steps are built for
+:meth:`ComponentRuntime.local`, so they neither pip-install anything nor unpack an embedded copy
+of the library (that is how the compiled pipeline ships to a stock image; see
+:mod:`pipeserve.compiler`). KFP's own logs are verbose (every executor input is dumped), so they go
+to a log file and the terminal gets one line per step.
 """
 
 from __future__ import annotations
@@ -113,7 +116,8 @@ def run_pipeline(options: RunOptions, progress: TextIO = sys.stderr) -> RunResul
     """
     from kfp import local
 
-    from pipeserve.pipelines.train_and_serve import train_and_serve
+    from pipeserve.components import ComponentRuntime, build_components
+    from pipeserve.pipelines.train_and_serve import train_and_serve_pipeline
 
     output = options.output.resolve()
     kfp_root, logs = output / "kfp", output / "logs"
@@ -136,6 +140,7 @@ def run_pipeline(options: RunOptions, progress: TextIO = sys.stderr) -> RunResul
             progress.write(f"  {m.group(1):<24} {status} ({step_seconds[m.group(1)]:.1f} s)\n")
         progress.flush()
 
+    train_and_serve = train_and_serve_pipeline(build_components(ComponentRuntime.local()))
     t0 = time.perf_counter()
     with log_path.open("w") as log:
         tee = _ProgressTee(log, on_line, sys.__stdout__ if options.verbose else None)
@@ -168,65 +173,3 @@ def _collect(task: Any, output: Path, log_path: Path, seconds: float, steps: dic
         shutil.copyfile(markdown, output / "model-card.md")
     return RunResult(card, card_dir, repository, manifest, card.metrics, log_path, seconds, steps,
                      run_dir / "load-data" / "test_data")
-
-
-# --- compiling ---------------------------------------------------------------------------------
-
-_ARCHIVE = re.compile(r"__KFP_EMBEDDED_ARCHIVE_B64 = '([A-Za-z0-9+/=]+)'")
-
-
-def compile_pipeline(package_path: Path, kubernetes_manifest_path: Path | None = None) -> list[Path]:
-    """Compile train_and_serve to the YAML users upload in the KFP UI, and optionally as KFP
-    ``Pipeline``/``PipelineVersion`` resources for ``kubectl apply``."""
-    from kfp import compiler
-    from kfp.compiler.compiler_utils import KubernetesManifestOptions
-
-    from pipeserve.pipelines.train_and_serve import PIPELINE_NAME, train_and_serve
-
-    written = []
-    package_path.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(train_and_serve, str(package_path))
-    written.append(package_path)
-    if kubernetes_manifest_path is not None:
-        kubernetes_manifest_path.parent.mkdir(parents=True, exist_ok=True)
-        compiler.Compiler().compile(
-            train_and_serve,
-            str(kubernetes_manifest_path),
-            kubernetes_manifest_format=True,
-            kubernetes_manifest_options=KubernetesManifestOptions(
-                pipeline_name=PIPELINE_NAME,
-                pipeline_version_name=f"{PIPELINE_NAME}-v{_package_version()}",
-                include_pipeline_manifest=True,
-            ),
-        )
-        written.append(kubernetes_manifest_path)
-    return written
-
-
-def _package_version() -> str:
-    import pipeserve
-
-    return pipeserve.__version__.replace(".", "-")
-
-
-def normalize_compiled(text: str) -> str:
-    """Replace each embedded archive by a digest of the files inside it.
-
-    The archive's gzip header carries a timestamp, so its bytes differ on every compile; the files
-    it holds do not. Comparing normalized texts therefore detects a stale library in the YAML.
-    """
-    import base64
-    import gzip
-    import hashlib
-    import tarfile
-
-    def digest(match: re.Match[str]) -> str:
-        raw = gzip.decompress(base64.b64decode(match.group(1)))
-        h = hashlib.sha256()
-        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-            for member in sorted(tar.getmembers(), key=lambda m: m.name):
-                if member.isfile():
-                    h.update(member.name.encode() + b"\0" + tar.extractfile(member).read())  # type: ignore[union-attr]
-        return f"__KFP_EMBEDDED_ARCHIVE_B64 = '<files sha256 {h.hexdigest()}>'"
-
-    return _ARCHIVE.sub(digest, text)

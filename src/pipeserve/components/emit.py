@@ -1,14 +1,8 @@
-"""Component: write the KServe InferenceService manifest for the packaged model."""
+"""The emit_inference_service component: the KServe InferenceService manifest for the packaged model."""
 
-
-from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
 
-from pipeserve.components._runtime import BASE_IMAGE, EMIT_PACKAGES, embedded_package_root
 
-
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=EMIT_PACKAGES,
-               embedded_artifact_path=embedded_package_root())
 def emit_inference_service(
     packaged_model: Input[Model],
     model_name: str,

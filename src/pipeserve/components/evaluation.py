@@ -1,14 +1,8 @@
-"""Component: metrics, confusion matrix and ROC for the KFP UI, and a Markdown model card."""
+"""The evaluate component: metrics, confusion matrix and ROC for the KFP UI, and a Markdown model card."""
 
-
-from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
-from pipeserve.components._runtime import BASE_IMAGE, MODEL_PACKAGES, embedded_package_root
 
-
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=MODEL_PACKAGES,
-               embedded_artifact_path=embedded_package_root())
 def evaluate(
     model: Input[Model],
     train_data: Input[Dataset],
@@ -35,10 +29,9 @@ def evaluate(
     import json
 
     from pipeserve import data, evaluation, training
-    from pipeserve.packaging import load_estimator
 
     task, target = test_data.metadata["task"], test_data.metadata["target"]
-    fitted = load_estimator(model.path)
+    fitted = training.load_estimator(model.path)
     X, y, _ = data.read_split_frame(test_data.path, target)
     result = evaluation.evaluate(fitted, X, y, task)
     for key, value in result.metrics.items():

@@ -1,14 +1,8 @@
-"""Component: fit a catalogue estimator."""
+"""The train component: fit a catalogue estimator."""
 
-
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
 
-from pipeserve.components._runtime import BASE_IMAGE, MODEL_PACKAGES, embedded_package_root
 
-
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=MODEL_PACKAGES,
-               embedded_artifact_path=embedded_package_root())
 def train(
     train_data: Input[Dataset],
     model: Output[Model],

@@ -1,16 +1,10 @@
-"""Component: load a dataset and split it into train and test tables."""
-
+"""The load_data component: load a dataset and split it into train and test tables."""
 
 from typing import NamedTuple
 
-from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from pipeserve.components._runtime import BASE_IMAGE, DATA_PACKAGES, embedded_package_root
 
-
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=DATA_PACKAGES,
-               embedded_artifact_path=embedded_package_root())
 def load_data(
     source: str,
     train_data: Output[Dataset],

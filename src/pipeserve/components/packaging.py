@@ -1,14 +1,8 @@
-"""Component: package the model as ONNX (Triton layout) + skops + model card, after a parity check."""
+"""The package component: ONNX (Triton layout) + skops + model card, after a parity check."""
 
-
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
 
-from pipeserve.components._runtime import BASE_IMAGE, PACKAGE_PACKAGES, embedded_package_root
 
-
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=PACKAGE_PACKAGES,
-               embedded_artifact_path=embedded_package_root())
 def package(
     model: Input[Model],
     train_data: Input[Dataset],
@@ -46,11 +40,11 @@ def package(
     import json
 
     from pipeserve import data, packaging, runtimes, training
+    from pipeserve.modelcard import LINEAGE_REVISION, LINEAGE_RUN_ID
 
     task, target = test_data.metadata["task"], test_data.metadata["target"]
-    fitted = packaging.load_estimator(model.path)
+    fitted = training.load_estimator(model.path)
     X_test, _, features = data.read_split_frame(test_data.path, target)
-    from pipeserve.modelcard import LINEAGE_REVISION, LINEAGE_RUN_ID
 
     lineage = {k: v for k, v in {LINEAGE_RUN_ID: pipeline_run, LINEAGE_REVISION: source_revision}.items() if v}
     request = packaging.PackageRequest(

@@ -1,0 +1,43 @@
+"""Kubeflow Pipelines components: thin wrappers over the pipeserve library.
+
+One module per step holds the function that runs in the step's pod (:mod:`.data`,
+:mod:`.training`, :mod:`.evaluation`, :mod:`.packaging`, :mod:`.emit`); :mod:`.runtime` turns them
+into KFP components for an image::
+
+    from pipeserve.components import build_components, ComponentRuntime
+    steps = build_components(ComponentRuntime.prebuilt("ghcr.io/pipeserve/pipeserve-runtime:0.1.0"))
+
+``pipeserve.components.load_data`` (and ``train``, ``evaluate``, ``package``,
+``emit_inference_service``) are the components as compiled into ``pipelines/train_and_serve.yaml``:
+stock Python image, pinned packages, embedded library. They are built on first use, not at import.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from pipeserve.components.runtime import BASE_IMAGE, ComponentRuntime, Components, build_components
+
+__all__ = [
+    "BASE_IMAGE",
+    "ComponentRuntime",
+    "Components",
+    "build_components",
+    "emit_inference_service",
+    "evaluate",
+    "load_data",
+    "package",
+    "train",
+]
+
+
+@functools.cache
+def _stock() -> Components:
+    return build_components(ComponentRuntime())
+
+
+def __getattr__(name: str) -> Any:
+    if name in Components._fields:
+        return getattr(_stock(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
