@@ -8,7 +8,7 @@ webhooks registered. Pods never run: no image is pulled and nothing serves infer
 
     localcluster.py up       start it (idempotent: a healthy cluster is left as it is)
     localcluster.py down     stop every process it started (by PID) and remove .cluster/
-    localcluster.py status   processes, ports, memory
+    localcluster.py status   processes, ports, memory (exit 1 if state exists but is unhealthy)
     localcluster.py env      print `export KUBECONFIG=...`
 
 State (kubeconfig, certificates, PIDs, logs, etcd data) lives in .cluster/ at the repository root
@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -825,7 +827,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     state = load_state()
     if not state:
         log(f"local cluster: down (no {STATE_FILE})")
-        return 3
+        return 0
     ok, why = healthy(state)
     log(f"local cluster: {'up' if ok else 'NOT healthy'} ({why}); state in {STATE_DIR}")
     for k, v in state.get("versions", {}).items():
@@ -863,6 +865,20 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def cluster_lock():
+    """Serialise up/down (e.g. two test sessions starting the cluster at once)."""
+    lock_path = ROOT / ".tools" / "cluster" / "localcluster.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another localcluster.py up/down to finish ({lock_path})")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -873,7 +889,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("env", help="print shell exports for kubectl")
     args = parser.parse_args(argv)
     try:
-        return {"up": cmd_up, "down": cmd_down, "status": cmd_status, "env": cmd_env}[args.cmd](args)
+        if args.cmd in ("up", "down"):
+            with cluster_lock():
+                return {"up": cmd_up, "down": cmd_down}[args.cmd](args)
+        return {"status": cmd_status, "env": cmd_env}[args.cmd](args)
     except ClusterError as err:
         print(f"localcluster: {err}", file=sys.stderr)
         return 1
