@@ -227,3 +227,33 @@ def test_failed_step_reports_its_error(tmp_path):
         _run(tmp_path, source=str(csv), target="nope", model_name="x")
     assert info.value.exit_code == 2  # a DataError inside the step keeps its exit code
 
+
+@pytest.mark.slow
+def test_a_refused_deployment_in_the_emit_step_exits_2(tmp_path):
+    """DeploymentConfigError (kube, a ConfigError subclass defined outside pipeserve.errors) keeps exit code 2."""
+    from pipeserve.localrun import PipelineFailed
+
+    with pytest.raises(PipelineFailed, match=r"^step 'emit-inference-service' failed: .*max_replicas") as info:
+        _run(tmp_path, source="iris", model_name="iris", serving_target="triton-cpu", min_replicas=5, max_replicas=2)
+    assert info.value.exit_code == 2
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("last_line", "code"), [
+    ("pipeserve.kube.kserve.DeploymentConfigError: min_replicas (5) is greater than max_replicas (2).", 2),
+    ("pipeserve.errors.DataError: Target column 'nope' not found", 2),
+    ("pipeserve.errors.NotFound: no model 'x'", 2),
+    ("pipeserve.errors.ParityError: ONNX and scikit-learn disagree", 1),
+    ("ValueError: something else", 1),
+    ("sklearn.utils._param_validation.InvalidParameterError: bad C", 1),
+])
+def test_a_failed_step_exits_with_its_error_class_code(tmp_path, last_line, code):
+    from pipeserve.localrun import _failure_message
+
+    log = tmp_path / "pipeline.log"
+    log.write_text("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n    f()\n"
+                   f"{last_line}\n\n12:00:00.000 - ERROR - Task 'emit-inference-service' finished with status "
+                   "FAILURE\n")
+    message, got = _failure_message(log, "emit-inference-service")
+    assert got == code
+    assert message.startswith(f"step 'emit-inference-service' failed: {last_line.split(': ', 1)[1]} (full log: ")

@@ -10,7 +10,9 @@ to a log file and the terminal gets one line per step.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import importlib
 import io
 import json
 import re
@@ -28,7 +30,9 @@ from pipeserve.modelcard import ModelCard, read_card
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
-_ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$")
+# The last line of a Python traceback: "pipeserve.kube.kserve.DeploymentConfigError: message"
+# (the class's module is left out for builtins).
+_EXCEPTION_LINE = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*): (.+)$")
 
 
 @dataclass(frozen=True)
@@ -93,19 +97,38 @@ class PipelineFailed(errors.PipeserveError):
         self.exit_code = exit_code
 
 
+def _exception_class(name: str) -> type[BaseException] | None:
+    """The exception class a traceback line names: a builtin, or a class of any pipeserve module."""
+    module, _, attr = name.rpartition(".")
+    found = None
+    if not module:
+        found = getattr(builtins, name, None)
+    elif module == "pipeserve" or module.startswith("pipeserve."):
+        try:
+            found = getattr(importlib.import_module(module), attr, None)
+        except ImportError:
+            found = None
+    return found if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
 def _failure_message(log_path: Path, task: str | None) -> tuple[str, int]:
-    """The last exception line in the log, and the exit code its pipeserve class carries."""
-    last = None
+    """The last exception line in the log, and the exit code its class carries.
+
+    The step runs in another process, so its exception arrives as a traceback in the log; the
+    class is found again from its qualified name, wherever in pipeserve it is defined (e.g.
+    ``kube.kserve.DeploymentConfigError``, a ConfigError: exit code 2).
+    """
+    last: tuple[str, str] | None = None
     for line in _ANSI.sub("", log_path.read_text(errors="replace")).splitlines():
-        match = _ERROR_LINE.match(line)
-        if match:
-            last = match
+        match = _EXCEPTION_LINE.match(line)
+        if match and (_exception_class(match.group(1)) or match.group(1).endswith(("Error", "Exception"))):
+            last = (match.group(1), match.group(2))
     where = f"step {task!r} failed" if task else "the pipeline failed"
     if last is None:
         return f"{where}; see {log_path}", 1
-    cls = getattr(errors, last.group(1), None)
-    code = cls.exit_code if isinstance(cls, type) and issubclass(cls, errors.PipeserveError) else 1
-    return f"{where}: {last.group(2)} (full log: {log_path})", code
+    cls = _exception_class(last[0])
+    code = cls.exit_code if cls is not None and issubclass(cls, errors.PipeserveError) else 1
+    return f"{where}: {last[1]} (full log: {log_path})", code
 
 
 def run_pipeline(options: RunOptions, progress: TextIO = sys.stderr) -> RunResult:
