@@ -133,7 +133,8 @@ def _smoke(result) -> None:  # type: ignore[no-untyped-def]
 
     X, y, _ = data.read_split_frame(result.test_data, result.card.data["target"])
     rows = X[:3]
-    print(f"\nSmoke test: pipeserve serve {_rel(result.repository, Path.cwd())}/ on a free port, 3 test rows …", flush=True)
+    print(f"\nSmoke test: pipeserve serve {_rel(result.repository, Path.cwd())}/ on a free port, 3 test rows …",
+          flush=True)
     smoke = smoke_inference(result.repository, result.card.name, rows)
     primary = result.card.outputs[0].name
     print(f"  POST {smoke.url}/v2/models/{smoke.model}/infer -> {primary} {smoke.outputs[primary]} "
@@ -156,11 +157,15 @@ def _summary(result, arguments: dict, cwd: Path) -> None:  # type: ignore[no-unt
     else:
         parity_txt = f"max |Δ| {parity['max_abs_diff']:.1e}"
     repo, manifest = _rel(result.repository, cwd), _rel(result.manifest, cwd)
+    steps = " · ".join(f"{step} {seconds:.1f} s" for step, seconds in result.step_seconds.items())
+    onnx = (f"IR {card.onnx['ir_version']}, opset {card.onnx['opsets'].get('ai.onnx')}, loads in ONNX Runtime >= "
+            f"{card.onnx['min_onnxruntime']} (packaged for {card.onnx['packaged_for']})")
     print(f"""
 Model {card.name} v{card.version}: {card.estimator['name']} ({card.task}), in {result.seconds:.1f} s
+  steps              {steps}
   metrics            {metrics}
   model repository   {_rel(result.model_dir, cwd)}/  (ONNX for Triton, skops, model-card.json; parity: {parity_txt})
-  ONNX               IR {card.onnx['ir_version']}, opset {card.onnx['opsets'].get('ai.onnx')}, loads in ONNX Runtime >= {card.onnx['min_onnxruntime']} (packaged for {card.onnx['packaged_for']})
+  ONNX               {onnx}
   InferenceService   {manifest}  ({arguments['serving_target']}, storageUri {arguments['storage_uri']})
   model card         {_rel(result.model_dir.parent.parent / 'model-card.md', cwd)}
   KFP log            {_rel(result.log, cwd)}
