@@ -1,4 +1,8 @@
-"""The `pipeserve` command line: help everywhere, one-line errors with exit code 2, run and compile."""
+"""The `pipeserve` command line: help everywhere, one-line errors with exit code 2, run and compile.
+
+In-process (tests/helpers.py ``run_cli``) except where a real process matters: the installed
+script itself, and a whole run (kfp.local's subprocesses, the exit code a shell sees).
+"""
 
 from __future__ import annotations
 
@@ -8,33 +12,34 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import run_cli, spawn_cli
 
 from pipeserve.cli.main import COMMANDS
 
-PIPESERVE = str(Path(sys.executable).parent / "pipeserve")
 
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PIPESERVE, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+def test_the_installed_script_runs():
+    result = subprocess.run([str(Path(sys.executable).parent / "pipeserve"), "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "usage: pipeserve" in result.stdout
 
 
 def test_top_level_help_lists_every_command():
-    result = cli("--help")
-    assert result.returncode == 0
+    result = run_cli("--help")
+    assert result.code == 0
     for command in COMMANDS:
-        assert command in result.stdout
+        assert command in result.out
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command):
-    result = cli(command, "--help")
-    assert result.returncode == 0, result.stderr
-    assert f"usage: pipeserve {command}" in result.stdout
+    result = run_cli(command, "--help")
+    assert result.code == 0, result.err
+    assert f"usage: pipeserve {command}" in result.out
 
 
 def test_no_command_prints_help_and_fails():
-    result = cli()
-    assert result.returncode == 2 and "usage: pipeserve" in result.stdout
+    result = run_cli()
+    assert result.code == 2 and "usage: pipeserve" in result.out
 
 
 def _csv(tmp_path: Path, text: str) -> str:
@@ -63,11 +68,11 @@ BAD_RUNS = [
 
 @pytest.mark.parametrize(("args", "message"), BAD_RUNS, ids=[" ".join(a) for a, _ in BAD_RUNS])
 def test_bad_run_input_fails_in_one_line(tmp_path, args, message):
-    result = cli("run", "--output", str(tmp_path / "out"), *args)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+    result = run_cli("run", "--output", str(tmp_path / "out"), *args)
+    assert result.code == 2, result.err
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.err
+    assert "Traceback" not in result.err
     assert not (tmp_path / "out").exists()  # nothing written before the input is known to be good
 
 
@@ -77,24 +82,40 @@ def test_bad_run_input_fails_in_one_line(tmp_path, args, message):
     ("a,y\n1,0\n,1\n3,0\n4,1\n", "y", "missing values: a"),
 ])
 def test_bad_files_fail_in_one_line(tmp_path, content, target, message):
-    result = cli("run", "--dataset", _csv(tmp_path, content), "--target", target, "--output", str(tmp_path / "o"))
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and message in result.stderr
+    result = run_cli("run", "--dataset", _csv(tmp_path, content), "--target", target, "--output", str(tmp_path / "o"))
+    assert result.code == 2
+    assert result.err.count("\n") == 1 and message in result.err
 
 
 def test_unreadable_file(tmp_path):
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"definitely not parquet")
-    result = cli("run", "--dataset", str(bad), "--target", "y")
-    assert result.returncode == 2 and result.stderr.startswith("pipeserve run: error: Cannot read")
-    assert result.stderr.count("\n") == 1
+    result = run_cli("run", "--dataset", str(bad), "--target", "y", cwd=tmp_path)
+    assert result.code == 2 and result.err.startswith("pipeserve run: error: Cannot read")
+    assert result.err.count("\n") == 1
 
 
 def test_compile_writes_parseable_yaml(tmp_path):
-    result = cli("compile", "--output", str(tmp_path / "p.yaml"), "--kubernetes-manifest", str(tmp_path / "k.yaml"))
-    assert result.returncode == 0, result.stderr
+    result = run_cli("compile", "--output", str(tmp_path / "p.yaml"), "--kubernetes-manifest", str(tmp_path / "k.yaml"),
+                     "--components-dir", str(tmp_path / "components"))
+    assert result.code == 0, result.err
     assert yaml.safe_load((tmp_path / "p.yaml").read_text())["pipelineInfo"]["name"] == "train-and-serve"
     assert len(list(yaml.safe_load_all((tmp_path / "k.yaml").read_text()))) == 2
+    assert len(list((tmp_path / "components").glob("*.yaml"))) == 5
+
+
+def test_compile_for_a_prebuilt_image(tmp_path):
+    result = run_cli("compile", "--output", str(tmp_path / "p.yaml"), "--image", "registry.example/pipeserve:0.1.0")
+    assert result.code == 0, result.err
+    executors = yaml.safe_load((tmp_path / "p.yaml").read_text())["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {"registry.example/pipeserve:0.1.0"}
+    assert "pip install" not in (tmp_path / "p.yaml").read_text()
+
+
+def test_compile_refuses_a_bad_image_in_one_line(tmp_path):
+    result = run_cli("compile", "--output", str(tmp_path / "p.yaml"), "--image", "not an image")
+    assert result.code == 2 and result.err.count("\n") == 1 and "not a container image reference" in result.err
+    assert not (tmp_path / "p.yaml").exists()
 
 
 @pytest.mark.slow
@@ -103,14 +124,15 @@ def test_run_end_to_end_from_a_csv(tmp_path):
 
     frame = load_wine(as_frame=True).frame.rename(columns={"target": "cultivar"})
     frame.to_csv(tmp_path / "wine.csv", index=False)
-    result = cli("run", "--dataset", str(tmp_path / "wine.csv"), "--target", "cultivar", "--estimator",
-                 "random_forest", "-p", "n_estimators=20", "--cpu", "--output", str(tmp_path / "build"),
-                 cwd=tmp_path)
+    result = spawn_cli("run", "--dataset", str(tmp_path / "wine.csv"), "--target", "cultivar", "--estimator",
+                       "random_forest", "-p", "n_estimators=20", "--cpu", "--output", str(tmp_path / "build"),
+                       cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Model wine v1: random_forest (classification)" in result.stdout
     assert "build/inferenceservice.yaml" in result.stdout and "pipeserve serve build/model" in result.stdout
     for step in ("load-data", "train", "evaluate", "package", "emit-inference-service"):
         assert f"{step}" in result.stderr  # progress lines
+        assert f"{step} " in result.stdout.split("  steps", 1)[1].split("\n", 1)[0]  # its time in the summary
     assert (tmp_path / "build" / "model" / "wine" / "1" / "model.onnx").is_file()
     isvc = yaml.safe_load((tmp_path / "build" / "inferenceservice.yaml").read_text())
     assert isvc["metadata"]["name"] == "wine"
