@@ -41,7 +41,8 @@ def test_layout_card_and_hashes(iris_fit):
         {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3], "labels": [0, 1, 2]},
     ]
     assert raw["data"]["fingerprint"].startswith("sha256:") and raw["data"]["rows"] == 150
-    assert {"scikit-learn", "skl2onnx", "onnx", "onnxruntime", "skops", "numpy", "pipeserve", "python"} <= set(raw["libraries"])
+    libraries = {"scikit-learn", "skl2onnx", "onnx", "onnxruntime", "skops", "numpy", "pipeserve", "python"}
+    assert libraries <= set(raw["libraries"])
     assert raw["parity"]["passed"] is True and raw["parity"]["label_mismatches"] == 0
     modelcard.verify_files(model_dir, card)
     modelcard.verify_files(model_dir, modelcard.ModelCard.from_dict(card.to_dict()))
@@ -151,9 +152,9 @@ def test_tampered_file_is_detected(tmp_path):
 
 def test_skops_allow_list(tmp_path, iris_fit):
     assert type(packaging.load_estimator(iris_fit.model_dir / "1" / "model.skops")).__name__ == "LogisticRegression"
-    from sklearn.preprocessing import FunctionTransformer
-
     import subprocess
+
+    from sklearn.preprocessing import FunctionTransformer
 
     skops.io.dump(FunctionTransformer(func=subprocess.call), tmp_path / "evil.skops")
     with pytest.raises(IntegrityError, match="types pipeserve does not trust: subprocess.call"):

@@ -168,6 +168,7 @@ def test_cards_without_onnx_requirements_are_refused_with_the_fix(iris_fit):
 def test_every_runtime_version_maps_to_a_known_onnxruntime():
     for runtime, tags in runtimes.RUNTIME_ONNXRUNTIME.items():
         for tag, ort in tags.items():
-            assert runtimes.onnx_target(runtime, tag).limits == runtimes.ONNXRUNTIME_LIMITS[".".join(ort.split(".")[:2])]
+            ort_minor = ".".join(ort.split(".")[:2])
+            assert runtimes.onnx_target(runtime, tag).limits == runtimes.ONNXRUNTIME_LIMITS[ort_minor]
     limits = list(runtimes.ONNXRUNTIME_LIMITS.values())
     assert limits == sorted(limits)  # newer ONNX Runtimes load at least what older ones do

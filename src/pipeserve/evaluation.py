@@ -122,7 +122,7 @@ def model_card_markdown(name: str, task: str, estimator: dict[str, Any], data: d
         lines += ["", "## Confusion matrix (rows: true, columns: predicted)", "",
                   f"| | {header} |", "|---" * (len(evaluation.labels) + 1) + "|"]
         lines += [f"| **{lab}** | " + " | ".join(str(v) for v in row) + " |"
-                  for lab, row in zip(evaluation.labels, evaluation.confusion_matrix)]
+                  for lab, row in zip(evaluation.labels, evaluation.confusion_matrix, strict=True)]
     params = ", ".join(f"{k}={v}" for k, v in estimator["params"].items())
     lines += ["", "## Hyperparameters", "", f"`{params}`", ""]
     return "\n".join(lines)
