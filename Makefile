@@ -14,12 +14,15 @@ TOOLS_BIN := $(CURDIR)/.tools/bin
 CHECKOV_VERSION ?= 3.3.30
 CHECKOV_VENV := .tools/checkov-venv
 export CHECKOV_VERSION CHECKOV_VENV
+# Line coverage of the library, reported by `make test` (in-process code; servers and pipeline steps
+# run in child processes and are measured by their own tests' assertions).
+COVERAGE ?= --cov=pipeserve --cov-report=term:skip-covered
 # KServe 0.21's default Triton (23.05) runs ONNX Runtime 1.15.0: the compatibility tests load every
 # packaged model in it, from its own venv (Python 3.11: 1.15.0 has no newer wheels).
 ORT_COMPAT_VENV := .tools/onnxruntime-1.15.0
 ORT_COMPAT_PYTHON ?= python3.11
 
-.PHONY: help run test compile serve bench tools lint-k8s check-pythons clean
+.PHONY: help run test test-fast lint compile serve bench tools lint-k8s vendor-crds check-pythons clean
 
 ##@ Everyday
 
@@ -29,8 +32,14 @@ help: ## Show this help.
 run: $(VENV)/.installed ## Train, evaluate, package and emit an InferenceService locally (iris) into build/.
 	$(BIN)/pipeserve run --output $(OUT)
 
-test: $(VENV)/.installed $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) $(ORT_COMPAT_VENV)/.installed ## Run the test suite (no cluster needed).
-	PATH="$(TOOLS_BIN):$$PATH" $(BIN)/python -m pytest
+test: $(VENV)/.installed $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) $(ORT_COMPAT_VENV)/.installed cluster-build lint ## Run every test, the local-cluster ones included (builds the cluster binaries once: Go needed).
+	PATH="$(TOOLS_BIN):$$PATH" PIPESERVE_CLUSTER_BIN="$(CLUSTER_BIN)" $(BIN)/python -m pytest $(COVERAGE)
+
+test-fast: $(VENV)/.installed $(TOOLS_BIN)/.installed ## The inner loop: everything but the slow and cluster tests (about a minute).
+	PATH="$(TOOLS_BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow and not cluster"
+
+lint: $(VENV)/.installed ## ruff (configured in pyproject.toml).
+	$(BIN)/ruff check .
 
 compile: $(VENV)/.installed ## Compile the pipeline to pipelines/train_and_serve.yaml (upload it in the KFP UI).
 	$(BIN)/pipeserve compile --output pipelines/train_and_serve.yaml --kubernetes-manifest manifests/pipeline/pipeline.yaml --components-dir components
@@ -45,6 +54,9 @@ bench: $(VENV)/.installed ## Benchmark the server against KServe and baselines; 
 
 tools: $(TOOLS_BIN)/.installed ## Fetch pinned kubectl and helm into .tools/bin.
 
+vendor-crds: $(VENV)/.installed ## Re-vendor the KServe CRD schemas from the Go module the local cluster runs.
+	$(BIN)/python -m pipeserve.kube._vendor_crds
+
 lint-k8s: $(VENV)/.installed $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) ## Lint and strictly validate every manifest, overlay and chart scenario.
 	PATH="$(TOOLS_BIN):$$PATH" bash scripts/lint-k8s.sh
 
@@ -54,7 +66,9 @@ check-pythons: $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERS
 clean: ## Remove build outputs (keeps the virtualenv and tools).
 	rm -rf $(OUT) .pytest_cache local_outputs
 
-##@ Internal
+include cluster/cluster.mk
+
+# ---- internal: file targets that set things up ----
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)

@@ -70,15 +70,16 @@ REFUSALS: dict[str, Refusal] = {
     "cpu target over 100": Refusal(dict(scale_target=150), {(*PREDICTOR, "scaleTarget"): 150}, kserve=True),
     "KPA in Standard mode": Refusal(dict(autoscaler="kpa"), {AUTOSCALER: "kpa"}, kserve=True,
                                     fragments={"isvc": "'kpa' is not one of ['hpa', 'keda', 'external', 'none']"}),
-    "KEDA in Knative mode": Refusal(dict(mode="Knative", autoscaler="keda"), {MODE: "Knative", AUTOSCALER: "keda"},
-                                    kserve=True),
+    "KEDA in Knative mode": Refusal(dict(mode="Knative", autoscaler="keda"),
+                                    {MODE: "Knative", AUTOSCALER: "keda", (*PREDICTOR, "scaleMetric"): None,
+                                     (*PREDICTOR, "scaleTarget"): None}, kserve=False),
     "HPA in Knative mode": Refusal(dict(mode="Knative", autoscaler="hpa"), None, kserve=False),
     "fixed replicas that differ": Refusal(dict(autoscaler="none"), {AUTOSCALER: "none", (*PREDICTOR, "scaleMetric"): None,
                                                                     (*PREDICTOR, "scaleTarget"): None}, kserve=False),
     "metric with fixed replicas": Refusal(dict(autoscaler="none", scale_metric="cpu", min_replicas=3), None, kserve=False),
     "canary over 100": Refusal(dict(mode="Knative", canary_traffic_percent=120),
                                {MODE: "Knative", AUTOSCALER: None, (*PREDICTOR, "scaleMetric"): None,
-                                (*PREDICTOR, "canaryTrafficPercent"): 120}, kserve=True,
+                                (*PREDICTOR, "canaryTrafficPercent"): 120}, kserve=False,
                                fragments={"chart": "at '/canaryTrafficPercent'"}),
     # --- pipeserve.kube.spec / the chart's own rules, and names, schemes and enums ----------------------
     "GPU with sklearnserver": Refusal(
@@ -100,7 +101,7 @@ REFUSALS: dict[str, Refusal] = {
         fragment="'9iris' is not a DNS-1123 label starting with a letter",
         fragments={"chart": "at '/name': '9iris' does not match pattern"}),
     "legacy mode name": Refusal(
-        dict(mode="Serverless"), {MODE: "Serverless"}, kserve=False,
+        dict(mode="Serverless"), {MODE: "Serverless", AUTOSCALER: None, (*PREDICTOR, "scaleMetric"): None}, kserve=False,
         fragments={"spec": "'Serverless' was renamed to 'Knative' in KServe 0.16",
                    "chart": "at '/deploymentMode': value must be one of",
                    "isvc": "'Serverless' is the pre-0.16 name; use 'Knative'"}),

@@ -127,11 +127,14 @@ class Cluster:
                     field_manager=FIELD_MANAGER, force_conflicts=force_conflicts, query_params=query,
                 )
             except (ApiException, DynamicApiError) as exc:
-                status = getattr(exc, "status", None)
-                error = ManifestRejected if status in (400, 422) else ClusterError
+                status, reason = getattr(exc, "status", None), _api_reason(exc)
+                # A webhook's denial comes back as 403 (controller-runtime's default code), not as a 4xx
+                # of the API server's own validation: it still means "change the manifest".
+                webhook = "admission webhook" in reason and "denied the request" in reason
+                error = ManifestRejected if status in (400, 422) or webhook else ClusterError
                 hint = " (another field manager owns these fields: --force-conflicts takes them over)" \
                     if status == 409 else ""
-                raise error(f"The cluster refused {kind}/{name}: {_api_reason(exc)}{hint}") from exc
+                raise error(f"The cluster refused {kind}/{name}: {reason}{hint}") from exc
             out.append(stored.to_dict())
         return out
 
