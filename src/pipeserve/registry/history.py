@@ -29,8 +29,11 @@ def load(tags: Mapping[str, str]) -> list[AliasChange]:
     if not raw:
         return []
     try:
-        return [AliasChange.from_dict(e) for e in json.loads(raw)]
-    except (ValueError, TypeError) as exc:
+        entries = json.loads(raw)
+        if not isinstance(entries, list):
+            raise TypeError(f"a JSON {type(entries).__name__}, not a list")
+        return [AliasChange.from_dict(e) for e in entries]
+    except (ValueError, TypeError, AttributeError) as exc:
         raise ConflictError(f"The alias history tag {HISTORY_TAG!r} is not pipeserve's JSON list ({exc}); it was "
                             "edited by hand. Restore it or delete the tag to start a new history.") from exc
 
@@ -48,22 +51,23 @@ def next_seq(entries: Sequence[AliasChange]) -> int:
 def champion_stack(entries: Sequence[AliasChange], alias: str = CHAMPION) -> list[str]:
     """Replay the history of ``alias``: the versions it held, the current one last.
 
-    A move pushes its target; a rollback pops. Removing the alias empties the stack.
+    A move pushes its target (and first its origin, if the alias had been moved outside
+    pipeserve to a version the history does not show, or the history was trimmed); a rollback
+    pops. Removing the alias empties the stack.
     """
-    moves = [e for e in entries if e.alias == alias]
     stack: list[str] = []
-    if moves and moves[0].from_version:  # the history was trimmed: start from what it says came before
-        stack.append(moves[0].from_version)
-    for e in moves:
+    for e in (e for e in entries if e.alias == alias):
         if e.action == "rollback":
             if stack:
                 stack.pop()
-            if not stack or stack[-1] != e.to_version:
-                stack = [*stack, e.to_version] if e.to_version else []
+            if e.to_version and (not stack or stack[-1] != e.to_version):
+                stack.append(e.to_version)
         elif e.to_version is None:
             stack = []
         else:
-            stack.append(e.to_version)
+            for version in (e.from_version, e.to_version):
+                if version and (not stack or stack[-1] != version):
+                    stack.append(version)
     return stack
 
 

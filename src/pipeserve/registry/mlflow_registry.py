@@ -51,6 +51,8 @@ class MlflowRegistry:
     def get(self, ref: str | ModelRef) -> ModelVersion:
         ref = parse_ref(ref)
         client = self._client()
+        if ref.alias and ref.alias not in (self._registered_model(ref.name).aliases or {}):
+            raise self._not_found(ref)
         with mf.translated(self.settings, f"read {ref}"):
             try:
                 if ref.alias:
@@ -268,9 +270,9 @@ class MlflowRegistry:
             from mlflow import MlflowClient
 
             db = self.settings.sqlite_path
-            if db is not None:
-                db.parent.mkdir(parents=True, exist_ok=True)
-            with mf.translated(self.settings, "connect"):
+            with mf.translated(self.settings, "open the registry"):
+                if db is not None:
+                    db.parent.mkdir(parents=True, exist_ok=True)
                 self._client_ = MlflowClient(tracking_uri=self.settings.uri, registry_uri=self.settings.uri)
         return self._client_
 
