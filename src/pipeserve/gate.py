@@ -126,9 +126,9 @@ def _parse_clause(text: str, index: int, task: str) -> Clause:
         higher_ok = op.startswith(">")
         if higher_ok == (metric in LOWER_IS_BETTER):
             better = "lower" if metric in LOWER_IS_BETTER else "higher"
-            fix = "<=" if metric in LOWER_IS_BETTER else ">="
-            raise ConfigError(f"{where}: {better} {metric} is better, so this passes only models that are not better "
-                              f"than the champion; did you mean {metric}{fix}{rhs}?")
+            fix = Clause(metric, "<=" if metric in LOWER_IS_BETTER else ">=", -offset, True, bool(champ["pct"]))
+            raise ConfigError(f"{where}: {better} {metric} is better, so this holds back models better than the "
+                              f"champion; did you mean {fix}?")
         return Clause(metric, op, offset, champion=True, relative=bool(champ["pct"]))
     try:
         value = float(rhs)

@@ -7,6 +7,7 @@ session and copied for each test: MLflow's 60-odd Alembic migrations take second
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from pipeserve.localserver import free_port
+from pipeserve.modelcard import TRITON_CONFIG_FILE, hash_files, read_card, write_card
 from pipeserve.registry import RegistrySettings, open_registry
 from pipeserve.registry.mlflow_registry import MlflowRegistry
 from pipeserve.workflow import FitResult, fit_and_package
@@ -38,6 +40,20 @@ def weak_fit(tmp_path_factory: pytest.TempPathFactory) -> FitResult:
 def good_fit(iris_fit: FitResult) -> FitResult:
     """iris, LogisticRegression defaults: f1_macro ~0.97 (the shared session fixture)."""
     return iris_fit
+
+
+def renamed(fit: FitResult, name: str, repository: Path) -> Path:
+    """A copy of ``fit``'s model folder packaged as model ``name`` (folder, config.pbtxt, card, hashes).
+
+    The server is shared by the session, so each server test registers models of its own name.
+    """
+    src = fit.model_dir
+    dest = repository / name
+    shutil.copytree(src, dest)
+    config = dest / TRITON_CONFIG_FILE
+    config.write_text(config.read_text().replace(f'name: "{src.name}"', f'name: "{name}"', 1))
+    write_card(dest, dataclasses.replace(read_card(dest), name=name, files=hash_files(dest)))
+    return dest
 
 
 @pytest.fixture(scope="session")

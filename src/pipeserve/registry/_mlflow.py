@@ -44,6 +44,8 @@ _RETRYABLE = re.compile(r"database is locked", re.IGNORECASE)
 def import_mlflow(settings: RegistrySettings) -> Any:
     """Import MLflow with telemetry off and HTTP retries that fail fast; return the module."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow prints "View run … at: URL" to stdout for a tracking server; stdout is ours (--output json).
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.http_retries))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(settings.http_timeout)))

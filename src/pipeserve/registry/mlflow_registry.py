@@ -14,6 +14,7 @@ Layout in MLflow, so MLflow's own client and UI read the same thing:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import tempfile
 import time
@@ -70,10 +71,12 @@ class MlflowRegistry:
         return ready[0]
 
     def versions(self, name: str) -> list[ModelVersion]:
-        self._registered_model(name)
+        aliases = self.aliases(name)  # search results carry no aliases on every store
         with mf.translated(self.settings, f"list the versions of {name}"):
             found = self._client().search_model_versions(f"name = '{name}'")
-        return sorted((mf.to_version(mv) for mv in found), key=lambda v: -int(v.version))
+        versions = (mf.to_version(mv) for mv in found)
+        return sorted((dataclasses.replace(v, aliases=tuple(a for a, n in aliases.items() if n == v.version))
+                       for v in versions), key=lambda v: -int(v.version))
 
     def aliases(self, name: str) -> dict[str, str]:
         return {a: str(v) for a, v in sorted((self._registered_model(name).aliases or {}).items())}
@@ -116,7 +119,8 @@ class MlflowRegistry:
                 mv = client.create_model_version(
                     name, source=f"{run.info.artifact_uri}/{ARTIFACT_PATH}", run_id=run_id,
                     tags={**_version_tags(card), mf.TAG_STATUS: mf.STATUS_PENDING},
-                    description=f"{card.task} {card.estimator.get('name', '')}, registered by pipeserve")
+                    description=f"{card.task} {card.estimator.get('name', '')}, registered by pipeserve",
+                    await_creation_for=0)  # pipeserve.status, not MLflow's, says when it is ready
                 version = str(mv.version)
                 self._upload(client, run_id, src, version)
                 client.set_tag(run_id, "mlflow.runName", f"{name}-v{version}")
