@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import run_cli, spawn_cli
 
 from pipeserve.localserver import free_port
 from pipeserve.registry.mlflow_registry import MlflowRegistry
@@ -148,3 +148,13 @@ def test_json_output_stays_clean_against_a_server(mlflow_server: MlflowServer, g
     shown = json.loads(_ok("models", "show", "cli-json/1", "--registry", mlflow_server.url, "--output", "json",
                            "--artifacts-destination", "gs://models/mlartifacts"))
     assert shown["storage_uri"].startswith("gs://models/mlartifacts/") and shown["storage_uri_error"] is None
+
+
+def test_an_unreachable_registry_is_one_line_from_a_real_process(good_fit: FitResult, tmp_path: Path) -> None:
+    """MLflow's default retries and urllib3's warnings stay out of the way: stderr is one line."""
+    result = spawn_cli("models", "register", str(good_fit.model_dir), "--registry", f"http://127.0.0.1:{free_port()}",
+                       cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("pipeserve models register: error: MLflow registry http://127.0.0.1:")
+    assert result.stdout == "" and list(tmp_path.iterdir()) == []

@@ -176,6 +176,8 @@ class MlflowRegistry:
     def set_alias(self, name: str, alias: str, version: str | None, *, expected: Expected = ANY,
                   actor: str | None = None, reason: str = "", action: str = "set") -> AliasChange | None:
         check_alias(alias)
+        if expected is not ANY and expected is not None:
+            expected = str(expected)  # MLflow's REST client says "2", its SQL store 2
         if version is not None:
             version = self._ready(ModelRef(name, version=str(version))).version
         with self._locked(name) as client:
