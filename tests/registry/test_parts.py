@@ -182,3 +182,10 @@ def test_history_survives_trimming_and_refuses_hand_edits() -> None:
     assert len(dump(entries)) < 100_000  # MLflow's limit on a registry tag value
     with pytest.raises(ConflictError, match="edited by hand"):
         load({"pipeserve.alias_history": json.dumps({"not": "a list"})})
+
+
+def test_the_mlflow_registry_implements_the_interface(tmp_path: Path) -> None:
+    from pipeserve.registry import Registry, open_registry
+
+    reg = open_registry(str(tmp_path))
+    assert isinstance(reg, Registry)

@@ -28,7 +28,7 @@ from pipeserve.registry import history as hist
 from pipeserve.registry.base import ANY, CHALLENGER, CHAMPION, AliasChange, Expected, ModelRef, ModelVersion, check_alias, parse_ref
 from pipeserve.registry.locations import kserve_storage_uri
 from pipeserve.registry.settings import RegistrySettings
-from pipeserve.registry.stamping import restamp, single_model_dir
+from pipeserve.registry.stamping import restamp, single_model_dir, verify_download
 
 ARTIFACT_PATH = "model"
 LINEAGE_MLFLOW_RUN = "mlflow_run_id"
@@ -256,7 +256,7 @@ class MlflowRegistry:
                 uri = self._client().get_model_version_download_uri(mv.name, mv.version)
                 _artifact_repo(uri, self.settings).download_artifacts("", tmp)
             got = Path(tmp) / mv.name
-            card = _verified_card(got, mv)
+            card = verify_download(got, mv.name, mv.version, mv.card_sha256)
             final = dest / card.name
             if final.exists():
                 final.rename(Path(tmp) / "previous")
@@ -384,20 +384,3 @@ def _delete_artifacts(artifact_uri: str, settings: RegistrySettings) -> None:
         if "not found" not in str(exc).lower() and not isinstance(exc, FileNotFoundError):
             raise
 
-
-def _verified_card(model_dir: Path, mv: ModelVersion) -> ModelCard:
-    """Check a downloaded folder: the card is the registered one, and every file matches it."""
-    what = f"{mv.name}/{mv.version}"
-    if not (model_dir / CARD_FILE).is_file():
-        raise IntegrityError(f"The artifact of {what} has no {mv.name}/{CARD_FILE}; it is not a pipeserve model folder.")
-    if mv.card_sha256 and sha256_file(model_dir / CARD_FILE) != mv.card_sha256:
-        raise IntegrityError(f"The model card of {what} was changed after registration (sha256 differs from the "
-                             f"registry's {mf.TAG_CARD_SHA256} tag); refusing it. Register the model again.")
-    card = read_card(model_dir)
-    if card.name != mv.name or card.version != mv.version:
-        raise IntegrityError(f"The artifact of {what} holds {card.name}/{card.version}; refusing it.")
-    try:
-        verify_files(model_dir, card)
-    except IntegrityError as exc:
-        raise IntegrityError(f"{what} in the registry was tampered with: {exc}") from exc
-    return card

@@ -1,4 +1,4 @@
-"""Re-stamp a packaged model folder with the version number the registry assigned.
+"""Re-stamp a packaged model folder with the version the registry assigned; verify what comes back.
 
 A model folder carries its version three times: the Triton version folder (``<name>/<v>/``),
 ``version_policy`` in ``config.pbtxt``, and the model card (``version`` and the paths in
@@ -15,7 +15,17 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pipeserve.errors import IntegrityError, UserError
-from pipeserve.modelcard import TRITON_CONFIG_FILE, ModelCard, find_model_dirs, hash_files, read_card, verify_files, write_card
+from pipeserve.modelcard import (
+    CARD_FILE,
+    TRITON_CONFIG_FILE,
+    ModelCard,
+    find_model_dirs,
+    hash_files,
+    read_card,
+    sha256_file,
+    verify_files,
+    write_card,
+)
 
 _VERSION_POLICY = re.compile(r"(version_policy\s*:\s*\{\s*specific\s*:\s*\{\s*versions\s*:\s*\[)\s*([0-9]+)\s*(\])")
 
@@ -85,3 +95,26 @@ def restamp(model_dir: Path, version: str, repository: Path, lineage: Mapping[st
 def _renamed(rel: str, old: str, new: str) -> str:
     head, sep, tail = rel.partition("/")
     return f"{new}/{tail}" if sep and head == old else rel
+
+
+def verify_download(model_dir: Path, name: str, version: str, card_sha256: str | None) -> ModelCard:
+    """Check a downloaded model folder: its card is the one registered, and every file matches it.
+
+    Raises:
+        IntegrityError: The card's sha256 differs from ``card_sha256`` (the registry's record), the
+            card names another model or version, or a file does not match the card.
+    """
+    what = f"{name}/{version}"
+    if not (model_dir / CARD_FILE).is_file():
+        raise IntegrityError(f"The artifact of {what} has no {name}/{CARD_FILE}; it is not a pipeserve model folder.")
+    if card_sha256 and sha256_file(model_dir / CARD_FILE) != card_sha256:
+        raise IntegrityError(f"The model card of {what} was changed after registration (its sha256 differs from the "
+                             "registry's pipeserve.card_sha256 tag); refusing it. Register the model again.")
+    card = read_card(model_dir)
+    if card.name != name or card.version != version:
+        raise IntegrityError(f"The artifact of {what} holds {card.name}/{card.version}; refusing it.")
+    try:
+        verify_files(model_dir, card)
+    except IntegrityError as exc:
+        raise IntegrityError(f"{what} in the registry was tampered with: {exc}") from exc
+    return card
