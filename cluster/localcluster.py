@@ -718,6 +718,13 @@ def cmd_up(args: argparse.Namespace) -> int:
                                   "labels": {"control-plane": "kserve-controller-manager",
                                              "controller-tools.k8s.io": "1.0"}}},
                     kserve_configmap(kserve_dir)])
+        # Knative mode: KServe reads Knative's autoscaler and deployment defaults before it writes a
+        # Knative Service, so the knative-serving namespace gets Knative's own ConfigMaps (no Knative
+        # controller runs: the Knative Service is stored, never served).
+        knative_cms = [d for d in read_yaml_docs(*(knative_dir / "config" / "core" / "configmaps" / f"{n}.yaml"
+                                                  for n in ("autoscaler", "defaults", "deployment", "features")))
+                       if d.get("kind") == "ConfigMap"]
+        apply_docs([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "knative-serving"}}, *knative_cms])
         # KServe's own RBAC (config/rbac: ServiceAccount, ClusterRole kserve-manager-role, bindings),
         # namespaced into kserve by a throw-away kustomization around the module directory.
         kz = STATE_DIR / "kustomize" / "rbac"

@@ -16,9 +16,6 @@ import numpy as np
 
 from pipeserve.errors import PipeserveError
 
-# Moved to pipeserve.localserver; tests/kube/test_client.py still imports it from here.
-from pipeserve.localserver import free_port  # noqa: F401
-
 __all__ = ["SmokeResult", "SmokeTestFailed", "smoke_inference", "smoke_request"]
 
 

@@ -106,3 +106,7 @@ def namespace(api_client):
             time.sleep(0.2)
     yield name
     core.delete_namespace(name)
+
+
+# The pinned helm and kubectl fixtures of the offline Kubernetes tests, for the scenario tests.
+from kube.conftest import helm, kubectl  # noqa: E402,F401

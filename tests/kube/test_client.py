@@ -15,7 +15,7 @@ from pipeserve.errors import ClusterError
 from pipeserve.kube import DeploymentSpec, build_inference_service
 from pipeserve.kube.client import smoke_infer
 from pipeserve.modelcard import read_card
-from pipeserve.smoke import free_port
+from pipeserve.localserver import free_port
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from pipeserve.kube.spec import DeploymentConfigError, DeploymentSpec, check_nam
 from pipeserve.modelcard import LINEAGE_REVISION, LINEAGE_RUN_ID, ONNX_FILE, ModelCard
 
 ANNOTATION_PREFIX = "pipeserve.dev/"
+ROLLOUT_ANNOTATION = ANNOTATION_PREFIX + "model-files-sha256"
 PART_OF = "pipeserve"
 # Files the stock sklearnserver runtime can load (it joblib.load()s exactly one of them).
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
@@ -115,6 +116,8 @@ def build_inference_service(card: ModelCard, storage_uri: str, spec: DeploymentS
     predictor: dict[str, Any] = {"model": _drop_none(model)}
     # Key order follows the CRD's, which is also what kubectl prints.
     extension: dict[str, Any] = {
+        # Copied onto the pods: a new model with the same storageUri still rolls the Deployment.
+        "annotations": {ROLLOUT_ANNOTATION: files_digest(card.files)},
         "minReplicas": spec.min_replicas,
         "maxReplicas": spec.max_replicas,
         "canaryTrafficPercent": spec.canary_traffic_percent,

@@ -303,38 +303,17 @@ class Cluster:
 def smoke_infer(base_url: str, model_name: str, n_features: int, timeout_s: float = 30) -> dict[str, list[Any]]:
     """Send one all-zeros FP32 row to ``/v2/models/<model_name>/infer``; return each output's values.
 
-    Uses :class:`pipeserve.client.Predictor` (REST v2; it speaks to Triton, KServe's servers and
-    the pipeserve runtime alike).
-
     Raises:
         ClusterError: the endpoint is unreachable or the inference failed.
     """
     import numpy as np
 
-    from pipeserve.client import Predictor
-    from pipeserve.errors import PipeserveError
+    from pipeserve.smoke import SmokeTestFailed, smoke_request
 
     try:
-        with Predictor(base_url, model=model_name, timeout=timeout_s) as predictor:
-            outputs = predictor.infer(np.zeros((1, n_features), dtype=np.float32))
-    except PipeserveError as exc:
-        raise ClusterError(f"Smoke inference on {base_url}/v2/models/{model_name}/infer failed: {exc}") from exc
-    return {name: np.asarray(values).tolist() for name, values in outputs.items()}
-
-
-def _where(namespace: str | None, name: str) -> str:
-    return f"{namespace}/{name}" if namespace else name
-
-
-def _readiness(obj: Mapping[str, Any]) -> Readiness:
-    status = obj.get("status") or {}
-    conditions = status.get("conditions") or []
-    return Readiness(
-        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
-        url=status.get("url"),
-        conditions={c["type"]: c.get("status", "Unknown") + (f" ({c['reason']})" if c.get("reason") else "")
-                    for c in conditions},
-    )
+        return smoke_request(base_url, model_name, np.zeros((1, n_features), np.float32), timeout_s)
+    except SmokeTestFailed as exc:
+        raise ClusterError(exc.message) from exc
 
 
 def _incluster_namespace() -> str:

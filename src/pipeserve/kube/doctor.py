@@ -149,6 +149,16 @@ def storage_identity(cluster: Cluster, plan: Preflight) -> Check:
     return Check(name, OK, f"ServiceAccount {account} and its Secret(s) exist")
 
 
+def runtime_class(cluster: Cluster, plan: Preflight) -> Check:
+    name, wanted = "runtime class", plan.spec.runtime_class_name
+    if not wanted:
+        return Check(name, OK, "no runtimeClassName requested")
+    if cluster.get("node.k8s.io/v1", "RuntimeClass", wanted) is None:
+        return Check(name, FAILED, f"RuntimeClass {wanted} does not exist, so the API server refuses the pods",
+                     "install the NVIDIA container toolkit's RuntimeClass, or drop --runtime-class.")
+    return Check(name, OK, f"RuntimeClass {wanted} exists")
+
+
 def mode_installed(cluster: Cluster, plan: Preflight) -> Check:
     spec, name = plan.spec.resolved(), "deployment mode"
     if spec.mode == kserve.KNATIVE and not cluster.knows(*KNATIVE_SERVICE):
@@ -161,7 +171,7 @@ def mode_installed(cluster: Cluster, plan: Preflight) -> Check:
 
 
 CHECKS: tuple[Callable[[Cluster, Preflight], Check], ...] = (
-    kserve_crds, runtime_present, gpu_capacity, deploy_rights, storage_identity, mode_installed,
+    kserve_crds, runtime_present, gpu_capacity, deploy_rights, storage_identity, runtime_class, mode_installed,
 )
 
 
