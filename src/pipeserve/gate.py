@@ -111,7 +111,8 @@ def _parse_clause(text: str, index: int, task: str) -> Clause:
         return default_clause(task)
     m = _CLAUSE.fullmatch(text)
     if not m:
-        raise ConfigError(f"{where} is not METRIC OP VALUE (OP: >=, >, <=, <; VALUE: a number or champion[±N[%]]); {_EXAMPLE}.")
+        raise ConfigError(f"{where} is not METRIC OP VALUE (OP: >=, >, <=, <; VALUE: a number or "
+                          f"champion[±N[%]]); {_EXAMPLE}.")
     metric, op, rhs = m["metric"], m["op"], m["rhs"].strip()
     if op in ("=", "=="):
         raise ConfigError(f"{where}: equality is not a gate condition; use >= or <=; {_EXAMPLE}.")
@@ -190,7 +191,8 @@ def champion_from_annotations(annotations: Mapping[str, str], what: str = "the I
         metrics = {str(k): float(v) for k, v in json.loads(raw).items()}
     except (ValueError, TypeError, AttributeError) as exc:
         raise UserError(f"{what}'s {key} annotation is not a JSON object of numbers: {raw[:80]!r}.") from exc
-    name, version = annotations.get(ANNOTATION_PREFIX + "model-name"), annotations.get(ANNOTATION_PREFIX + "model-version")
+    name = annotations.get(ANNOTATION_PREFIX + "model-name")
+    version = annotations.get(ANNOTATION_PREFIX + "model-version")
     label = f"{what} (serving {name} version {version})" if name else what
     return ChampionMetrics(metrics, label, name, version, ANNOTATION_DECIMALS,
                            annotations.get(ANNOTATION_PREFIX + "data-fingerprint"))
@@ -230,8 +232,8 @@ class Verdict:
         """One line: the decision and the clauses that decided it."""
         failed = [r for r in self.results if not r.passed]
         shown = failed or list(self.results)
-        detail = "; ".join(f"{r.clause}: {_fmt(r.challenger)} vs {_fmt(r.threshold)}" + (f" ({r.note})" if r.note else "")
-                           for r in shown)
+        detail = "; ".join(f"{r.clause}: {_fmt(r.challenger)} vs {_fmt(r.threshold)}"
+                           + (f" ({r.note})" if r.note else "") for r in shown)
         return f"gate {'passed' if self.passed else 'failed'} ({self.decision}): {detail}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -248,7 +250,8 @@ class Verdict:
                  "| clause | challenger | champion | threshold | result |", "| --- | ---: | ---: | ---: | --- |"]
         lines += [f"| `{r.clause}` | {_fmt(r.challenger)} | {_fmt(r.champion)} | {_fmt(r.threshold)} | "
                   f"{'pass' if r.passed else '**fail**'}{' — ' + r.note if r.note else ''} |" for r in self.results]
-        lines += ["", "## Metrics (held-out test split)", "", "| metric | challenger | champion | Δ |", "| --- | ---: | ---: | ---: |"]
+        lines += ["", "## Metrics (held-out test split)", "",
+                  "| metric | challenger | champion | Δ |", "| --- | ---: | ---: | ---: |"]
         theirs = champ.metrics if champ else {}
         for metric in sorted(set(self.challenger) | set(theirs)):
             a, b = self.challenger.get(metric), theirs.get(metric)

@@ -46,7 +46,8 @@ def test_register_list_show_history(uri: str, weak_fit: FitResult, good_fit: Fit
     assert table[0].split() == ["VERSION", "ALIASES", "STATUS", "CREATED", "ESTIMATOR", "ACCURACY", "F1_MACRO",
                                 "LOG_LOSS", "ROC_AUC"]
     assert [row.split()[:3] for row in table[1:]] == [["2", "challenger", "ready"], ["1", "-", "ready"]]
-    assert [v["version"] for v in json.loads(_ok("models", "list", "iris", "--registry", uri, "--output", "json"))] == ["2", "1"]
+    listed = json.loads(_ok("models", "list", "iris", "--registry", uri, "--output", "json"))
+    assert [v["version"] for v in listed] == ["2", "1"]
 
     show = _ok("models", "show", "iris@challenger", "--registry", uri)
     assert re.search(r"^model +iris/2$", show, re.M) and "f1_macro 0.9666" in show and "\n  2/model.onnx " in show
@@ -58,7 +59,8 @@ def test_register_list_show_history(uri: str, weak_fit: FitResult, good_fit: Fit
     history = _ok("models", "history", "iris", "--registry", uri).splitlines()
     assert history[0].split() == ["SEQ", "AT", "ALIAS", "ACTION", "FROM", "TO", "ACTOR", "REASON"]
     assert history[1].split()[2:6] == ["challenger", "register", "-", "2"]
-    assert json.loads(_ok("models", "history", "iris", "--alias", "champion", "--registry", uri, "--output", "json")) == []
+    champion = _ok("models", "history", "iris", "--alias", "champion", "--registry", uri, "--output", "json")
+    assert json.loads(champion) == []
 
 
 def test_promote_with_the_gate_rollback_and_promote_again(uri: str, weak_fit: FitResult, good_fit: FitResult) -> None:
@@ -91,7 +93,8 @@ def test_a_lost_compare_and_set_exits_1_in_one_line(uri: str, good_fit: FitResul
     for _ in range(2):
         _ok("models", "register", str(good_fit.model_dir), "--registry", uri)
     line = _one_line_error(1, "models", "promote", "iris", "2", "--expect", "1", "--registry", uri)
-    assert line.startswith("pipeserve models promote: error: Cannot move iris@champion to 2: it points to nothing, not 1")
+    assert line.startswith(
+        "pipeserve models promote: error: Cannot move iris@champion to 2: it points to nothing, not 1")
     _ok("models", "promote", "iris", "1", "--expect", "none", "--registry", uri)
 
 
@@ -141,7 +144,8 @@ def test_models_without_a_command_shows_help() -> None:
     assert result.code == 2 and "promote" in result.out and "rollback" in result.out
 
 
-def test_json_output_stays_clean_against_a_server(mlflow_server: MlflowServer, good_fit: FitResult, tmp_path: Path) -> None:
+def test_json_output_stays_clean_against_a_server(mlflow_server: MlflowServer, good_fit: FitResult,
+                                                  tmp_path: Path) -> None:
     model = renamed(good_fit, "cli-json", tmp_path)
     registered = json.loads(_ok("models", "register", str(model), "--registry", mlflow_server.url, "--output", "json"))
     assert registered["name"] == "cli-json" and registered["source"].startswith("mlflow-artifacts:/")

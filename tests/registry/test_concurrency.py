@@ -7,7 +7,6 @@ import dataclasses
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 from helpers import cli_command
@@ -95,7 +94,8 @@ def test_without_the_lock_the_same_race_loses_a_move(three_versions: MlflowRegis
 
 def test_a_held_lock_makes_a_promote_wait_then_give_up_clearly(three_versions: MlflowRegistry) -> None:
     client = three_versions._client()
-    client.create_registered_model(mf.LOCK_PREFIX + "iris", tags={"pipeserve.lock": "x", "pipeserve.lock.actor": "bob@ci"})
+    client.create_registered_model(mf.LOCK_PREFIX + "iris",
+                                   tags={"pipeserve.lock": "x", "pipeserve.lock.actor": "bob@ci"})
     impatient = MlflowRegistry(dataclasses.replace(three_versions.settings, lock_wait=0.5))
     with pytest.raises(ConflictError, match=r"aliases of iris are being moved by bob@ci .* gave up after 0 s") as info:
         impatient.promote("iris", "2")
@@ -121,15 +121,16 @@ def test_the_lock_is_released_when_the_move_fails(three_versions: MlflowRegistry
 def run_concurrently(commands: list[list[str]], timeout: float = 240) -> list[subprocess.CompletedProcess[str]]:
     procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
     done = []
-    for cmd, proc in zip(commands, procs):
+    for cmd, proc in zip(commands, procs, strict=False):
         out, err = proc.communicate(timeout=timeout)
         done.append(subprocess.CompletedProcess(cmd, proc.returncode, out, err))
     return done
 
 
-def check_cli_race(uri: str, registry: MlflowRegistry, spawn: Callable[[list[list[str]]], list] = run_concurrently) -> None:
+def check_cli_race(uri: str, registry: MlflowRegistry) -> None:
     """Two `pipeserve models promote` processes that both read champion 1: exactly one moves it."""
-    results = spawn([cli_command("models", "promote", "iris", v, "--expect", "1", "--registry", uri) for v in ("2", "3")])
+    results = run_concurrently([cli_command("models", "promote", "iris", v, "--expect", "1", "--registry", uri)
+                                for v in ("2", "3")])
     codes = sorted(r.returncode for r in results)
     assert codes == [0, 1], [(r.returncode, r.stdout, r.stderr) for r in results]
     winner = next(r for r in results if r.returncode == 0)

@@ -66,7 +66,8 @@ def test_registry_option_beats_environment_which_beats_default(tmp_path: Path) -
     explicit = RegistrySettings.resolve("reg/my.db", environ=env, cwd=tmp_path)
     assert explicit.uri == f"sqlite:///{tmp_path / 'reg' / 'my.db'}"
     assert explicit.artifact_root == (tmp_path / "reg" / "mlruns").as_uri()
-    assert RegistrySettings.resolve("sqlite:///rel.db", environ={}, cwd=tmp_path).uri == f"sqlite:///{tmp_path / 'rel.db'}"
+    relative = RegistrySettings.resolve("sqlite:///rel.db", environ={}, cwd=tmp_path)
+    assert relative.uri == f"sqlite:///{tmp_path / 'rel.db'}"
     assert RegistrySettings.resolve(str(tmp_path), environ={}).uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
@@ -116,7 +117,8 @@ def test_restamp_refuses_a_tampered_folder(iris_fit: FitResult, tmp_path: Path) 
     assert not (tmp_path / "out").exists()
 
 
-def test_a_repository_with_several_models_is_refused(iris_fit: FitResult, diabetes_fit: FitResult, tmp_path: Path) -> None:
+def test_a_repository_with_several_models_is_refused(iris_fit: FitResult, diabetes_fit: FitResult,
+                                                     tmp_path: Path) -> None:
     import shutil
 
     for fit in (iris_fit, diabetes_fit):
@@ -131,7 +133,8 @@ def test_a_repository_with_several_models_is_refused(iris_fit: FitResult, diabet
 @pytest.mark.parametrize(("source", "dest", "expected"), [
     ("s3://b/1/run/artifacts/model", None, "s3://b/1/run/artifacts/model"),
     ("gs://b/m", None, "gs://b/m"),
-    ("mlflow-artifacts:/1/r/artifacts/model", "s3://bucket/mlartifacts/", "s3://bucket/mlartifacts/1/r/artifacts/model"),
+    ("mlflow-artifacts:/1/r/artifacts/model", "s3://bucket/mlartifacts/",
+     "s3://bucket/mlartifacts/1/r/artifacts/model"),
     ("mlflow-artifacts://mlflow:5000/1/r/artifacts/model", "gs://b/a", "gs://b/a/1/r/artifacts/model"),
     ("wasbs://models@acct.blob.core.windows.net/1/r", None, "https://acct.blob.core.windows.net/models/1/r"),
 ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from pipeserve import gate
 from pipeserve.errors import ConflictError, IntegrityError, NotFound, RegistryError, UserError
-from pipeserve.modelcard import find_model_dirs, read_card, verify_files, write_card
+from pipeserve.modelcard import find_model_dirs, read_card, sha256_file, verify_files, write_card
 from pipeserve.registry import CHALLENGER, CHAMPION, open_registry
 from pipeserve.registry.locations import UnfetchableStorage
 from pipeserve.registry.mlflow_registry import MlflowRegistry
@@ -131,7 +132,8 @@ def test_a_stale_expectation_fails_instead_of_overwriting(registry: MlflowRegist
     registry.promote("iris", "1", expected=None)
     seen = registry.aliases("iris").get(CHAMPION)
     registry.promote("iris", "2", expected=seen, actor="alice", reason="better")
-    with pytest.raises(ConflictError, match=r"points to 2, not 1 as read before \(moved by alice at .*promote: better\)") as info:
+    moved_by_alice = r"points to 2, not 1 as read before \(moved by alice at .*promote: better\)"
+    with pytest.raises(ConflictError, match=moved_by_alice) as info:
         registry.promote("iris", "3", expected=seen)
     assert "\n" not in str(info.value) and info.value.exit_code == 1
     assert registry.get("iris@champion").version == "2"
@@ -139,7 +141,8 @@ def test_a_stale_expectation_fails_instead_of_overwriting(registry: MlflowRegist
     assert len(registry.history("iris", CHAMPION)) == 2
 
 
-def test_download_is_a_servable_verified_repository(registry: MlflowRegistry, good_fit: FitResult, tmp_path: Path) -> None:
+def test_download_is_a_servable_verified_repository(registry: MlflowRegistry, good_fit: FitResult,
+                                                    tmp_path: Path) -> None:
     registry.register(good_fit.model_dir)
     registry.register(good_fit.model_dir)
     registry.promote("iris", "2")
@@ -153,25 +156,28 @@ def test_download_is_a_servable_verified_repository(registry: MlflowRegistry, go
     assert read_card(model_dir).version == "1" and not (model_dir / "2").exists()
 
 
-def test_a_tampered_artifact_is_refused_in_one_line(registry: MlflowRegistry, good_fit: FitResult, tmp_path: Path) -> None:
+def test_a_tampered_artifact_is_refused_in_one_line(registry: MlflowRegistry, good_fit: FitResult,
+                                                    tmp_path: Path) -> None:
     registry.register(good_fit.model_dir)
     stored = _artifact_dir(registry, "iris/1")
     onnx = stored / "1" / "model.onnx"
     original = onnx.read_bytes()
     onnx.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
-    with pytest.raises(IntegrityError, match=r"iris/1 in the registry was tampered with: .*1/model.onnx: sha256") as info:
+    tampered = r"iris/1 in the registry was tampered with: .*1/model.onnx: sha256"
+    with pytest.raises(IntegrityError, match=tampered) as info:
         registry.download("iris/1", tmp_path / "a")
     assert "\n" not in str(info.value)
     assert not (tmp_path / "a" / "iris").exists()
 
     # Re-writing the card to match the tampered file does not help: the registry holds the card's sha256.
-    write_card(stored, read_card(stored).__class__(**{**read_card(stored).__dict__, "files": {
-        **read_card(stored).files, "1/model.onnx": __import__("hashlib").sha256(onnx.read_bytes()).hexdigest()}}))
+    card = read_card(stored)
+    write_card(stored, dataclasses.replace(card, files={**card.files, "1/model.onnx": sha256_file(onnx)}))
     with pytest.raises(IntegrityError, match="model card of iris/1 was changed after registration"):
         registry.download("iris/1", tmp_path / "b")
 
 
-def test_a_tampered_source_folder_is_never_registered(registry: MlflowRegistry, good_fit: FitResult, tmp_path: Path) -> None:
+def test_a_tampered_source_folder_is_never_registered(registry: MlflowRegistry, good_fit: FitResult,
+                                                      tmp_path: Path) -> None:
     src = tmp_path / "repo" / "iris"
     shutil.copytree(good_fit.model_dir, src)
     (src / "1" / "model.skops").write_bytes(b"changed")
@@ -181,7 +187,8 @@ def test_a_tampered_source_folder_is_never_registered(registry: MlflowRegistry, 
 
 
 def test_a_failed_register_leaves_no_version_run_or_artifacts(registry: MlflowRegistry, good_fit: FitResult,
-                                                               weak_fit: FitResult, monkeypatch: pytest.MonkeyPatch) -> None:
+                                                               weak_fit: FitResult,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     registry.register(weak_fit.model_dir)
     client = registry._client()
     real = client.log_artifacts
@@ -216,7 +223,8 @@ def _boom(*args: object, **kwargs: object) -> None:
     raise RuntimeError("disk full")
 
 
-def test_a_pending_version_is_never_served_or_promoted(registry: MlflowRegistry, good_fit: FitResult, tmp_path: Path) -> None:
+def test_a_pending_version_is_never_served_or_promoted(registry: MlflowRegistry, good_fit: FitResult,
+                                                       tmp_path: Path) -> None:
     registry.register(good_fit.model_dir)
     registry.register(good_fit.model_dir)
     registry._client().set_model_version_tag("iris", "2", "pipeserve.status", "pending")
@@ -228,7 +236,8 @@ def test_a_pending_version_is_never_served_or_promoted(registry: MlflowRegistry,
 
 def test_a_local_store_says_a_cluster_cannot_fetch_it(registry: MlflowRegistry, good_fit: FitResult) -> None:
     registry.register(good_fit.model_dir)
-    with pytest.raises(UnfetchableStorage, match=r"iris/1 is in a local artifact store \(file://.*cluster cannot fetch"):
+    local = r"iris/1 is in a local artifact store \(file://.*cluster cannot fetch"
+    with pytest.raises(UnfetchableStorage, match=local):
         registry.storage_uri("iris/1")
 
 
@@ -236,12 +245,14 @@ def test_an_unreachable_registry_is_one_line(tmp_path: Path) -> None:
     from pipeserve.localserver import free_port
 
     reg = open_registry(f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(RegistryError, match=r"^MLflow registry http://127.0.0.1:\d+ is unreachable \(Connection refused\)") as info:
+    unreachable = r"^MLflow registry http://127.0.0.1:\d+ is unreachable \(Connection refused\)"
+    with pytest.raises(RegistryError, match=unreachable) as info:
         reg.versions("iris")
     assert "\n" not in str(info.value) and info.value.exit_code == 1
     blocked = tmp_path / "file"
     blocked.write_text("")
-    with pytest.raises(RegistryError, match=r"^MLflow registry sqlite:///.* failed to open the registry: .*File exists"):
+    cannot_open = r"^MLflow registry sqlite:///.* failed to open the registry: .*File exists"
+    with pytest.raises(RegistryError, match=cannot_open):
         open_registry(f"sqlite:///{blocked}/mlflow.db").versions("iris")
 
 
@@ -263,5 +274,6 @@ def test_mlflows_own_client_reads_the_same_aliases_and_artifacts(registry: Mlflo
     [model_dir] = find_model_dirs(path)
     card = read_card(model_dir)
     verify_files(model_dir, card)
-    assert (card.name, card.version, sorted(card.files)) == ("iris", "2", ["2/model.onnx", "2/model.skops", "config.pbtxt"])
+    assert (card.name, card.version) == ("iris", "2")
+    assert sorted(card.files) == ["2/model.onnx", "2/model.skops", "config.pbtxt"]
     assert json.loads(MlflowClient().get_model_version("iris", "2").tags["pipeserve.files"]) == card.files

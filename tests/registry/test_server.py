@@ -57,7 +57,8 @@ def test_storage_uri_resolves_to_the_artifacts_destination(server_registry: Mlfl
 
 
 def test_mlflows_own_client_reads_the_server(server_registry: MlflowRegistry, mlflow_server: MlflowServer,
-                                             good_fit: FitResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+                                             good_fit: FitResult, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     server_registry.register(renamed(good_fit, "interop", tmp_path / "a"))
     server_registry.register(renamed(good_fit, "interop", tmp_path / "b"))
     server_registry.promote("interop", "2")

@@ -44,10 +44,12 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="The MLflow server's --artifacts-destination (s3://…), to resolve mlflow-artifacts: URIs "
                    "to what KServe fetches (default $PIPESERVE_REGISTRY_ARTIFACTS).")
     p = _verb(verbs, "register", "Register a packaged model folder as a new version (the registry assigns the number).")
-    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="A model folder (<repository>/<name>/) or its repository.")
+    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR",
+                   help="A model folder (<repository>/<name>/) or its repository.")
     p.add_argument("--alias", help="Point this alias at the new version, e.g. challenger.")
     p.add_argument("--reason", default="", help="Recorded in the alias history.")
-    p = _verb(verbs, "promote", "Make VERSION the champion (compare-and-set; optionally only if it passes a gate rule).")
+    p = _verb(verbs, "promote",
+              "Make VERSION the champion (compare-and-set; optionally only if it passes a gate rule).")
     p.add_argument("name", metavar="NAME")
     p.add_argument("version", metavar="VERSION")
     p.add_argument("--expect", metavar="VERSION",
@@ -138,13 +140,16 @@ def _promote(reg: MlflowRegistry, args: argparse.Namespace) -> None:
     if args.gate is not None:
         mv = reg.get(ModelRef(args.name, version=version))
         champion = gate.champion_from_registry(reg, args.name)
-        verdict = gate.evaluate(mv.metrics, champion, args.gate, task=mv.task or "", challenger_label=f"{mv.name}/{mv.version}",
-                                data_fingerprint=mv.data_fingerprint)
-    change = reg.promote(args.name, version, expected=expected, reason=args.reason) if verdict is None or verdict.passed else None
+        verdict = gate.evaluate(mv.metrics, champion, args.gate, task=mv.task or "",
+                                challenger_label=f"{mv.name}/{mv.version}", data_fingerprint=mv.data_fingerprint)
+    change = None
+    if verdict is None or verdict.passed:
+        change = reg.promote(args.name, version, expected=expected, reason=args.reason)
     promoted = change is not None
     if args.output == "json":
-        return _print_json({"name": args.name, "alias": CHAMPION, "from": expected, "to": version if promoted else expected,
-                            "promoted": promoted, "change": change.to_dict() if change else None,
+        return _print_json({"name": args.name, "alias": CHAMPION, "from": expected,
+                            "to": version if promoted else expected, "promoted": promoted,
+                            "change": change.to_dict() if change else None,
                             "verdict": verdict.to_dict() if verdict else None})
     if verdict is not None:
         print(verdict.summary())
@@ -168,8 +173,8 @@ def _history(reg: MlflowRegistry, args: argparse.Namespace) -> None:
     if args.output == "json":
         return _print_json([e.to_dict() for e in entries])
     _print_table(["SEQ", "AT", "ALIAS", "ACTION", "FROM", "TO", "ACTOR", "REASON"],
-                 [[str(e.seq), e.at, e.alias, e.action, e.from_version or "-", e.to_version or "-", e.actor, e.reason or ""]
-                  for e in entries])
+                 [[str(e.seq), e.at, e.alias, e.action, e.from_version or "-", e.to_version or "-", e.actor,
+                   e.reason or ""] for e in entries])
 
 
 def _change_line(name: str, change: AliasChange) -> str:
@@ -187,7 +192,7 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
         return
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip())
 
 
 _VERBS = {"list": _list, "show": _show, "register": _register, "promote": _promote, "rollback": _rollback,

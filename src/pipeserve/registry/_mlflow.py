@@ -35,9 +35,10 @@ TAG_FILES_DIGEST = "pipeserve.files_sha256"
 TAG_CARD_SHA256 = "pipeserve.card_sha256"
 STATUS_PENDING = "pending"
 STATUS_READY = "ready"
-_CONNECTION = re.compile(r"Connection refused|Failed to establish|Max retries exceeded|timed out|Name or service not known|"
-                         r"nodename nor servname|Temporary failure in name resolution|unable to open database file|"
-                         r"RemoteDisconnected|Connection aborted|Connection reset", re.IGNORECASE)
+_CONNECTION = re.compile(
+    r"Connection refused|Failed to establish|Max retries exceeded|timed out|Name or service not known|"
+    r"nodename nor servname|Temporary failure in name resolution|unable to open database file|"
+    r"RemoteDisconnected|Connection aborted|Connection reset", re.IGNORECASE)
 _RETRYABLE = re.compile(r"database is locked", re.IGNORECASE)
 
 

@@ -10,7 +10,7 @@ import enum
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, Union, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pipeserve.errors import ConfigError
 
@@ -29,7 +29,7 @@ class _Any(enum.Enum):
 
 #: ``expected=ANY``: move the alias whatever it points to now (still serialized with other writers).
 ANY = _Any.ANY
-Expected = Union[str, None, Literal[_Any.ANY]]
+Expected = str | None | Literal[_Any.ANY]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,17 @@ from pipeserve.errors import ConflictError, IntegrityError, NotFound, PipeserveE
 from pipeserve.modelcard import CARD_FILE, ModelCard, read_card, sha256_file, verify_files
 from pipeserve.registry import _mlflow as mf
 from pipeserve.registry import history as hist
-from pipeserve.registry.base import ANY, CHALLENGER, CHAMPION, AliasChange, Expected, ModelRef, ModelVersion, check_alias, parse_ref
+from pipeserve.registry.base import (
+    ANY,
+    CHALLENGER,
+    CHAMPION,
+    AliasChange,
+    Expected,
+    ModelRef,
+    ModelVersion,
+    check_alias,
+    parse_ref,
+)
 from pipeserve.registry.locations import kserve_storage_uri
 from pipeserve.registry.settings import RegistrySettings
 from pipeserve.registry.stamping import restamp, single_model_dir, verify_download
@@ -144,7 +154,8 @@ class MlflowRegistry:
             remote = mf.list_files(client, run_id, ARTIFACT_PATH)
             if remote != local:
                 missing = sorted(set(local) - set(remote)) or sorted(k for k in local if remote.get(k) != local[k])
-                raise IntegrityError(f"The upload of {stamped.name}/{version} is incomplete ({', '.join(missing[:3])}).")
+                raise IntegrityError(
+                    f"The upload of {stamped.name}/{version} is incomplete ({', '.join(missing[:3])}).")
             card_sha = sha256_file(Path(tmp) / stamped.name / CARD_FILE)
         from pipeserve.kube.builder import files_digest
 
@@ -169,7 +180,9 @@ class MlflowRegistry:
                 failed.append(what)
         if not failed:
             return ""
-        pending = f" Version {version} stays marked pending (never served); delete it in MLflow." if version and "version" in failed else ""
+        pending = ""
+        if version and "version" in failed:
+            pending = f" Version {version} stays marked pending (never served); delete it in MLflow."
         return f"Clean-up failed too ({', '.join(failed)}).{pending}"
 
     # -- aliases ---------------------------------------------------------------------------
@@ -325,9 +338,9 @@ class MlflowRegistry:
     def _ready(self, ref: ModelRef) -> ModelVersion:
         mv = self.get(ref)
         if mv.status != mf.STATUS_READY:
-            raise UserError(f"{mv.name}/{mv.version} is {mv.status!r}, not ready: "
-                            + ("its registration did not finish; register the model again."
-                               if mv.status == mf.STATUS_PENDING else "it was not registered by pipeserve (no card hashes)."))
+            why = ("its registration did not finish; register the model again." if mv.status == mf.STATUS_PENDING
+                   else "it was not registered by pipeserve (no card hashes).")
+            raise UserError(f"{mv.name}/{mv.version} is {mv.status!r}, not ready: {why}")
         return mv
 
     def _not_found(self, ref: ModelRef) -> NotFound:

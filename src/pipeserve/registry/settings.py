@@ -115,10 +115,12 @@ def _normalize(raw: str, base: Path) -> str:
         return raw.rstrip("/")
     if scheme == "sqlite":
         if not raw.startswith("sqlite:///"):
-            raise ConfigError(f"Registry URI {raw!r} is not valid: use sqlite:///relative/path.db or sqlite:////abs/path.db.")
+            raise ConfigError(
+                f"Registry URI {raw!r} is not valid: use sqlite:///relative/path.db or sqlite:////abs/path.db.")
         path = raw[len("sqlite:///"):]
         if path in ("", ":memory:"):
-            raise ConfigError("An in-memory SQLite registry forgets everything at exit: give a file, e.g. sqlite:///mlflow.db.")
+            raise ConfigError(
+                "An in-memory SQLite registry forgets everything at exit: give a file, e.g. sqlite:///mlflow.db.")
         return "sqlite:///" + str((base / path).resolve())
     if scheme in _DB_SCHEMES:
         return raw

@@ -66,8 +66,8 @@ def restamp(model_dir: Path, version: str, repository: Path, lineage: Mapping[st
                         "Triton needs the folder named after the model. Rename the folder.")
     old_dirs = sorted(p.name for p in model_dir.iterdir() if p.is_dir())
     if old_dirs != [card.version]:
-        raise UserError(f"Model folder {model_dir} should hold exactly one version folder, {card.version!r} (its card's "
-                        f"version); found {old_dirs}. Re-package the model with `pipeserve run`.")
+        raise UserError(f"Model folder {model_dir} should hold exactly one version folder, {card.version!r} (its "
+                        f"card's version); found {old_dirs}. Re-package the model with `pipeserve run`.")
     dest = Path(repository) / card.name
     shutil.copytree(model_dir, dest)
     if version != card.version:
