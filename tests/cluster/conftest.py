@@ -110,3 +110,75 @@ def namespace(api_client):
 
 # The pinned helm and kubectl fixtures of the offline Kubernetes tests, for the scenario tests.
 from kube.conftest import helm, kubectl  # noqa: E402,F401
+
+
+def _write_kubeconfig(path: Path, server: str, ca_data: str, user: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": server, "certificate-authority-data": ca_data}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": user}],
+    }))
+    return path
+
+
+@pytest.fixture(scope="session")
+def kubeconfig_for(local_cluster, tmp_path_factory):
+    """``kubeconfig_for(service_account, namespace) -> Path``: a kubeconfig holding a TokenRequest token."""
+    import yaml
+
+    admin = yaml.safe_load(local_cluster.read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    folder = tmp_path_factory.mktemp("kubeconfigs")
+    kubectl_bin = shutil.which("kubectl", path=f"{ROOT / '.tools' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+
+    def make(account: str, namespace: str) -> Path:
+        token = subprocess.run([kubectl_bin, "--kubeconfig", str(local_cluster), "create", "token", account, "-n",
+                                namespace, "--duration=1h"], capture_output=True, text=True, check=True).stdout.strip()
+        return _write_kubeconfig(folder / f"{namespace}-{account}.yaml", cluster["server"],
+                                 cluster["certificate-authority-data"], {"token": token})
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def bare_apiserver(local_cluster, tmp_path_factory):
+    """A second kube-apiserver on the same etcd under its own key prefix: a cluster with nothing installed.
+
+    It is the real API server with an empty store (no KServe, no Knative, no KEDA CRDs), for the
+    faults a cluster without KServe produces. Admin kubeconfig path; stopped at the end.
+    """
+    import json
+    import socket
+
+    import yaml
+
+    state = json.loads((STATE_DIR / "state.json").read_text())
+    argv = list(state["processes"]["kube-apiserver"]["argv"])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = [a for a in argv if not a.startswith(("--secure-port=", "--service-account-issuer="))]
+    argv += [f"--secure-port={port}", f"--service-account-issuer=https://127.0.0.1:{port}",
+             f"--etcd-prefix=/bare-{uuid.uuid4().hex[:8]}"]
+    log = (tmp_path_factory.mktemp("bare") / "kube-apiserver.log").open("w")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    admin = yaml.safe_load(local_cluster.read_text())
+    server = f"https://127.0.0.1:{port}"
+    kubeconfig = _write_kubeconfig(tmp_path_factory.mktemp("bare-kubeconfig") / "kubeconfig", server,
+                                   admin["clusters"][0]["cluster"]["certificate-authority-data"],
+                                   admin["users"][0]["user"])
+    deadline = time.monotonic() + 90
+    while not _answers(kubeconfig):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the bare kube-apiserver did not start; see {log.name}", pytrace=False)
+        time.sleep(0.5)
+    yield kubeconfig
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -205,15 +205,19 @@ class Cluster:
 
     def delete_inference_service(self, name: str, namespace: str | None = None) -> None:
         """Delete an InferenceService; deleting one that is already gone is not an error."""
+        self.delete(kserve.API_VERSION, kserve.KIND, name, namespace or self.namespace)
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> None:
+        """Delete one object; one that is already gone is not an error."""
         from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 
-        resource = self._resource(kserve.API_VERSION, kserve.KIND)
+        resource = self._resource(api_version, kind)
         try:
-            resource.delete(name=name, namespace=namespace or self.namespace)
+            resource.delete(name=name, namespace=namespace if resource.namespaced else None)
         except NotFoundError:
             return
         except DynamicApiError as exc:
-            raise ClusterError(f"Cannot delete InferenceService {name}: {_api_reason(exc)}") from exc
+            raise ClusterError(f"Cannot delete {kind} {_where(namespace, name)}: {_api_reason(exc)}") from exc
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """One object as a plain dict, or None when it does not exist.
@@ -314,6 +318,21 @@ def smoke_infer(base_url: str, model_name: str, n_features: int, timeout_s: floa
         return smoke_request(base_url, model_name, np.zeros((1, n_features), np.float32), timeout_s)
     except SmokeTestFailed as exc:
         raise ClusterError(exc.message) from exc
+
+
+def _where(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
+
+
+def _readiness(obj: Mapping[str, Any]) -> Readiness:
+    status = obj.get("status") or {}
+    conditions = status.get("conditions") or []
+    return Readiness(
+        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+        url=status.get("url"),
+        conditions={c["type"]: c.get("status", "Unknown") + (f" ({c['reason']})" if c.get("reason") else "")
+                    for c in conditions},
+    )
 
 
 def _incluster_namespace() -> str:
