@@ -87,7 +87,8 @@ class ComponentRuntime:
 
 
 def _marker_environment(image: str) -> dict[str, str]:
-    """The environment markers of the pods' interpreter (a ``python:X.Y.Z-...`` image on Linux)."""
+    """The environment markers of the pods' interpreter: a ``python:X.Y.Z-...`` image on x86-64 Linux
+    (KFP's usual nodes; a dependency only some other platform needs would be missing there)."""
     version = re.match(r"python:(\d+\.\d+\.\d+)", image)
     if version is None:
         raise ConfigError(f"Cannot tell the Python version of {image!r}; expected python:X.Y.Z-... .")
