@@ -130,10 +130,11 @@ def test_components_run_on_a_stock_image_with_pinned_packages():
         assert "__KFP_EMBEDDED_ARCHIVE_B64" in command, name
 
 
-def test_each_step_installs_its_whole_dependency_tree_pinned_and_nothing_more():
-    """pip resolves nothing in a pod: every dependency of every pinned package is pinned too (kfp
-    aside, installed without its dependencies as KFP itself does), and the emit step, which only
-    writes YAML, installs PyYAML alone."""
+def test_each_step_installs_its_whole_dependency_tree_pinned_and_nothing_more(fresh):
+    """pip resolves nothing in a pod: every dependency of every pinned package is pinned too, to
+    the version the tests run with (kfp aside, installed without its dependencies as KFP itself
+    does), and the emit step, which only writes YAML, installs PyYAML alone. (The committed YAML
+    is this compile: test_compiled_pipeline_is_current.)"""
     import importlib.metadata
 
     from packaging.requirements import Requirement
@@ -142,7 +143,8 @@ def test_each_step_installs_its_whole_dependency_tree_pinned_and_nothing_more():
     pod = {"python_version": "3.11", "python_full_version": "3.11.9", "sys_platform": "linux",
            "platform_system": "Linux", "os_name": "posix", "platform_machine": "x86_64",
            "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
-    for name, command in _executors(COMPILED.read_text()).items():
+    compiled = (fresh / "p.yaml").read_text()
+    for name, command in _executors(compiled).items():
         installs = _installs(command)
         assert installs.count("--no-deps") == 1 and command.count("pip install") == 1, name
         pins = dict(tok.split("==") for tok in installs if tok != "--no-deps")
@@ -155,7 +157,7 @@ def test_each_step_installs_its_whole_dependency_tree_pinned_and_nothing_more():
                 req = Requirement(line)
                 if req.marker is None or req.marker.evaluate(pod):
                     assert canonicalize_name(req.name) in have, f"{name}: {dist_name} needs {req.name}, not pinned"
-    assert set(_installs(_executors(COMPILED.read_text())["exec-emit-inference-service"])) == {
+    assert set(_installs(_executors(compiled)["exec-emit-inference-service"])) == {
         f"PyYAML=={importlib.metadata.version('PyYAML')}", f"kfp=={importlib.metadata.version('kfp')}", "--no-deps"}
 
 
