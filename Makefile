@@ -21,6 +21,10 @@ COVERAGE ?= --cov=pipeserve --cov-report=term:skip-covered
 # packaged model in it, from its own venv (Python 3.11: 1.15.0 has no newer wheels).
 ORT_COMPAT_VENV := .tools/onnxruntime-1.15.0
 ORT_COMPAT_PYTHON ?= python3.11
+# The registry tests start a real `mlflow server`, from its own venv: full mlflow pins graphql-core<3.3,
+# which clashes with the test tools' pins (tests/registry/mlflow-server.txt).
+MLFLOW_VENV := .tools/mlflow-venv
+MLFLOW_PYTHON ?= python3.11
 
 .PHONY: help run test test-fast lint compile serve bench tools lint-k8s vendor-crds check-pythons clean
 
@@ -32,7 +36,7 @@ help: ## Show this help.
 run: $(VENV)/.installed ## Train, evaluate, package and emit an InferenceService locally (iris) into build/.
 	$(BIN)/pipeserve run --output $(OUT)
 
-test: $(VENV)/.installed $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) $(ORT_COMPAT_VENV)/.installed cluster-build lint ## Run every test, the local-cluster ones included (builds the cluster binaries once: Go needed).
+test: $(VENV)/.installed $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) $(ORT_COMPAT_VENV)/.installed $(MLFLOW_VENV)/.installed cluster-build lint ## Run every test, the local-cluster ones included (builds the cluster binaries once: Go needed).
 	PATH="$(TOOLS_BIN):$$PATH" PIPESERVE_CLUSTER_BIN="$(CLUSTER_BIN)" $(BIN)/python -m pytest $(COVERAGE)
 
 test-fast: $(VENV)/.installed $(TOOLS_BIN)/.installed ## The inner loop: everything but the slow and cluster tests (about a minute).
@@ -87,4 +91,9 @@ $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
 $(ORT_COMPAT_VENV)/.installed: tests/compat/onnxruntime-1.15.0.txt
 	$(ORT_COMPAT_PYTHON) -m venv $(ORT_COMPAT_VENV)
 	$(ORT_COMPAT_VENV)/bin/python -m pip install --quiet --no-deps -r tests/compat/onnxruntime-1.15.0.txt
+	touch $@
+
+$(MLFLOW_VENV)/.installed: tests/registry/mlflow-server.txt
+	$(MLFLOW_PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --no-deps -r tests/registry/mlflow-server.txt
 	touch $@
