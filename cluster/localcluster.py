@@ -35,8 +35,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -305,7 +306,9 @@ def write_kubeconfig(path: Path, server: str, ca: Path, user: str, *, cert: Path
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "pipeserve-local", "cluster": {"server": server, "certificate-authority-data": b64file(ca)}}],
+        "clusters": [
+            {"name": "pipeserve-local", "cluster": {"server": server, "certificate-authority-data": b64file(ca)}},
+        ],
         "users": [{"name": user, "user": user_entry}],
         "contexts": [{"name": "pipeserve-local", "context": {"cluster": "pipeserve-local", "user": user}}],
         "current-context": "pipeserve-local",
@@ -576,7 +579,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         make_certs(pki)
         step("certificates", t0)
         server = f"https://127.0.0.1:{ports['apiserver']}"
-        write_kubeconfig(KUBECONFIG, server, pki / "ca.crt", "pipeserve-admin", cert=pki / "admin.crt", key=pki / "admin.key")
+        write_kubeconfig(KUBECONFIG, server, pki / "ca.crt", "pipeserve-admin",
+                         cert=pki / "admin.crt", key=pki / "admin.key")
         kcfg = STATE_DIR / "kubeconfigs"
         kcfg.mkdir()
         for comp in ("kube-controller-manager", "kube-scheduler", "kwok"):
@@ -602,7 +606,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             str(bins["kube-apiserver"]),
             f"--etcd-servers={etcd_url}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
-            f"--cert-dir={pki}", f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--cert-dir={pki}", f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
             "--authorization-mode=Node,RBAC",
             "--enable-admission-plugins=NodeRestriction",  # on top of the default set (incl. ServiceAccount)
@@ -630,7 +635,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         crd_json = STATE_DIR / "crds.json"
         crd_json.write_text(as_list(crds))
         crd_apply = subprocess.Popen([kubectl_path(), "--kubeconfig", str(KUBECONFIG), *APPLY[:-1], str(crd_json)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
 
         t0 = time.monotonic()
         log(f"==> kube-controller-manager (127.0.0.1:{ports['kube-controller-manager']}) and "
@@ -638,7 +644,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         kcm_cfg = str(kcfg / "kube-controller-manager.yaml")
         start_process(state, "kube-controller-manager", [
             str(bins["kube-controller-manager"]),
-            f"--kubeconfig={kcm_cfg}", f"--authentication-kubeconfig={kcm_cfg}", f"--authorization-kubeconfig={kcm_cfg}",
+            f"--kubeconfig={kcm_cfg}", f"--authentication-kubeconfig={kcm_cfg}",
+            f"--authorization-kubeconfig={kcm_cfg}",
             "--bind-address=127.0.0.1", f"--secure-port={ports['kube-controller-manager']}",
             f"--cert-dir={STATE_DIR / 'data' / 'kube-controller-manager'}",
             "--leader-elect=false", "--use-service-account-credentials=true",
@@ -650,7 +657,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         sched_cfg = str(kcfg / "kube-scheduler.yaml")
         start_process(state, "kube-scheduler", [
             str(bins["kube-scheduler"]),
-            f"--kubeconfig={sched_cfg}", f"--authentication-kubeconfig={sched_cfg}", f"--authorization-kubeconfig={sched_cfg}",
+            f"--kubeconfig={sched_cfg}", f"--authentication-kubeconfig={sched_cfg}",
+            f"--authorization-kubeconfig={sched_cfg}",
             "--bind-address=127.0.0.1", f"--secure-port={ports['kube-scheduler']}",
             "--leader-elect=false", "--profiling=false",
         ], ports={"secure": ports["kube-scheduler"]})
@@ -686,7 +694,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         def nodes_ready() -> bool:
             items = api.json("/api/v1/nodes")["items"]
             ready = {n["metadata"]["name"] for n in items
-                     if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))}
+                     if any(c["type"] == "Ready" and c["status"] == "True"
+                            for c in n.get("status", {}).get("conditions", []))}
             return {GPU_NODE, CPU_NODE} <= ready
 
         wait_for("both kwok nodes Ready", nodes_ready, 60, proc_names=("kwok",))
@@ -703,7 +712,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         def crds_established() -> bool:
             items = api.json("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")["items"]
             est = {c["metadata"]["name"] for c in items
-                   if any(x["type"] == "Established" and x["status"] == "True" for x in c.get("status", {}).get("conditions") or [])}
+                   if any(x["type"] == "Established" and x["status"] == "True"
+                          for x in c.get("status", {}).get("conditions") or [])}
             return set(names) <= est
 
         wait_for("CRDs Established", crds_established, 60)
@@ -735,8 +745,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         apply_docs(kustomize(kz))
         # The manager runs as that ServiceAccount, with a TokenRequest token: RBAC is real.
         token = kubectl(["create", "token", KSERVE_SA, "-n", KSERVE_NAMESPACE, "--duration=8760h"]).stdout.strip()
-        write_kubeconfig(kcfg / "kserve-manager.yaml", server, pki / "ca.crt", f"system:serviceaccount:{KSERVE_NAMESPACE}:{KSERVE_SA}",
-                         token=token)
+        write_kubeconfig(kcfg / "kserve-manager.yaml", server, pki / "ca.crt",
+                         f"system:serviceaccount:{KSERVE_NAMESPACE}:{KSERVE_SA}", token=token)
         step("kserve namespace, config, RBAC", t0)
 
         t0 = time.monotonic()
@@ -754,8 +764,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"--health-probe-addr=127.0.0.1:{ports['kserve-health']}",
             f"--webhook-port={ports['kserve-webhook']}",
             "--leader-elect=false",
-        ], env={"POD_NAMESPACE": KSERVE_NAMESPACE, "KUBECONFIG": str(kcfg / "kserve-manager.yaml"), "TMPDIR": str(tmpdir)},
-           ports={"webhook": ports["kserve-webhook"], "health": ports["kserve-health"], "metrics": ports["kserve-metrics"]})
+        ], env={"POD_NAMESPACE": KSERVE_NAMESPACE, "KUBECONFIG": str(kcfg / "kserve-manager.yaml"),
+                "TMPDIR": str(tmpdir)},
+           ports={"webhook": ports["kserve-webhook"], "health": ports["kserve-health"],
+                  "metrics": ports["kserve-metrics"]})
         wait_for("KServe manager /readyz",
                  lambda: http_get(f"http://127.0.0.1:{ports['kserve-health']}/readyz")[0] == 200, 120,
                  proc_names=("kserve-manager",))
@@ -799,8 +811,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def print_usage(state: dict) -> None:
+    api_server = f"https://127.0.0.1:{state['ports']['apiserver']}"
     log(f"""
-  API server   https://127.0.0.1:{state['ports']['apiserver']}  (Kubernetes {K8S_VERSION}, KServe {state['versions']['kserve']})
+  API server   {api_server}  (Kubernetes {K8S_VERSION}, KServe {state['versions']['kserve']})
   kubeconfig   {KUBECONFIG}
   logs         {STATE_DIR / 'logs'}
 

@@ -1,6 +1,7 @@
 """The two ways tests run the `pipeserve` command line: in-process, or as a child process.
 
-Import it as ``from helpers import run_cli`` (pytest puts tests/ on sys.path). Use :func:`run_cli` (fast, debuggable, counted by coverage) unless the test is about what only a
+Import it as ``from helpers import run_cli`` (pytest puts tests/ on sys.path).
+Use :func:`run_cli` (fast, debuggable, counted by coverage) unless the test is about what only a
 real process shows (signals, exit on SIGTERM, workers, stdout buffering), then :func:`spawn_cli`.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeserve.cli.main import main
+
 
 @dataclass(frozen=True)
 class CliResult:

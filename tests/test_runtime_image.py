@@ -233,7 +233,8 @@ def test_the_image_runs_every_pipeline_step_without_installing(instructions) -> 
     assert needed <= installed, f"the image lacks {sorted(needed - installed)}"
     uid = [a for i, a in final_stage(instructions) if i == "USER"][-1].partition(":")[0]
     runs = " ".join(a for i, a in final_stage(instructions) if i == "RUN")
-    assert re.search(rf"chown {uid}:\d+ /gcs /minio /s3", runs), "KFP's artifact folders must belong to the image's user"
+    assert re.search(rf"chown {uid}:\d+ /gcs /minio /s3", runs), (
+        "KFP's artifact folders must belong to the image's user")
 
 
 def test_hadolint_is_clean() -> None:

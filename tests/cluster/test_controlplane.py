@@ -148,7 +148,8 @@ def test_kserve_crds_are_established(api_client):
 def test_serving_runtimes_are_installed(api_client):
     from kubernetes import client
 
-    runtimes = client.CustomObjectsApi(api_client).list_cluster_custom_object(GROUP, "v1alpha1", "clusterservingruntimes")
+    runtimes = client.CustomObjectsApi(api_client).list_cluster_custom_object(
+        GROUP, "v1alpha1", "clusterservingruntimes")
     by_name = {r["metadata"]["name"]: r for r in runtimes["items"]}
     assert {"kserve-tritonserver", "kserve-sklearnserver", "pipeserve-runtime"} <= set(by_name)
     triton = by_name["kserve-tritonserver"]["spec"]["containers"][0]["image"]
@@ -170,9 +171,11 @@ def test_webhook_refuses_min_replicas_above_max(api_client, namespace):
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, isvc)
     status = json.loads(err.value.body)
     assert (status["code"], status["reason"]) == (403, "Forbidden")
-    assert status["message"] == ('admission webhook "inferenceservice.kserve-webhook-server.validator" denied the request: '
+    assert status["message"] == ('admission webhook "inferenceservice.kserve-webhook-server.validator" '
+                                 "denied the request: "
                                  "'MinReplicas' cannot be greater than MaxReplicas")
-    names = [i["metadata"]["name"] for i in api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]]
+    names = [i["metadata"]["name"]
+             for i in api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]]
     assert "bad-replicas" not in names
 
 
@@ -227,7 +230,8 @@ def test_gpu_isvc_gets_a_deployment_on_the_gpu_node_and_becomes_ready(api_client
     assert (owner.kind, owner.name, owner.controller) == ("InferenceService", "iris-gpu", True)
     spec = dep.spec.template.spec
     assert spec.node_selector == {"nvidia.com/gpu.present": "true"}
-    assert any(t.key == "nvidia.com/gpu" and t.operator == "Exists" and t.effect == "NoSchedule" for t in spec.tolerations)
+    assert any(t.key == "nvidia.com/gpu" and t.operator == "Exists" and t.effect == "NoSchedule"
+               for t in spec.tolerations)
     container = next(c for c in spec.containers if c.name == "kserve-container")
     assert container.image == "nvcr.io/nvidia/tritonserver:23.05-py3"
     assert container.resources.limits["nvidia.com/gpu"] == "1"
@@ -323,7 +327,8 @@ def test_kserve_manager_runs_with_its_own_rbac_not_admin(api_client, local_clust
     def allowed(verb: str, group: str, resource: str) -> bool:
         sar = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
             user=sa_user, groups=review.status.user.groups,
-            resource_attributes=client.V1ResourceAttributes(verb=verb, group=group, resource=resource, namespace="default")))
+            resource_attributes=client.V1ResourceAttributes(verb=verb, group=group, resource=resource,
+                                                            namespace="default")))
         return authz.create_subject_access_review(sar).status.allowed
 
     assert allowed("create", "apps", "deployments")

@@ -11,13 +11,12 @@ import time
 
 import pytest
 from helpers import run_cli
+from kube.refusals import REFUSALS
+from kube.test_refusals import hand_written
 
 from pipeserve.kube.client import Cluster, ManifestRejected
 from pipeserve.localserver import LocalServer
 from pipeserve.workflow import fit_and_package
-
-from kube.refusals import REFUSALS
-from kube.test_refusals import hand_written
 
 pytestmark = pytest.mark.cluster
 
@@ -162,7 +161,8 @@ def test_rbac_denied_exits_1_and_names_what_is_missing(admin, ns, iris_repo, kub
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader", "namespace": ns}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "reader", "namespace": ns},
          "rules": [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader", "namespace": ns},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "reader", "namespace": ns},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
          "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}]},
     ])

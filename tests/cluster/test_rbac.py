@@ -12,17 +12,17 @@ import time
 
 import pytest
 from helpers import run_cli
+from kube.render import helm_template, kustomize
 
 from pipeserve.kube.client import Cluster
-
-from kube.render import helm_template, kustomize
 
 pytestmark = pytest.mark.cluster
 
 GRANTED = [("create", "inferenceservices", "serving.kserve.io"), ("patch", "inferenceservices", "serving.kserve.io"),
            ("get", "inferenceservices", "serving.kserve.io"), ("list", "inferenceservices", "serving.kserve.io"),
            ("watch", "inferenceservices", "serving.kserve.io")]
-DENIED = [("delete", "inferenceservices", "serving.kserve.io"), ("update", "inferenceservices/status", "serving.kserve.io"),
+DENIED = [("delete", "inferenceservices", "serving.kserve.io"),
+          ("update", "inferenceservices/status", "serving.kserve.io"),
           ("get", "secrets", ""), ("list", "secrets", ""), ("create", "pods", ""), ("create", "deployments", "apps"),
           ("create", "servingruntimes", "serving.kserve.io"), ("create", "clusterservingruntimes", "serving.kserve.io"),
           ("create", "roles", "rbac.authorization.k8s.io"), ("list", "nodes", "")]

@@ -16,13 +16,12 @@ import time
 from typing import Any
 
 import pytest
-
-from pipeserve.kube import build_inference_service
-from pipeserve.kube.client import Cluster
-
 from kube.conftest import make_card
 from kube.render import CHART, MANIFESTS, SCENARIOS, helm_template, kustomize
 from kube.test_builder import VALID_SPECS
+
+from pipeserve.kube import build_inference_service
+from pipeserve.kube.client import Cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -100,7 +99,8 @@ def check_controller_objects(cluster: Cluster, ns: str, isvc: dict[str, Any], sc
         if metric:
             assert template["metadata"]["annotations"]["autoscaling.knative.dev/metric"] == metric
         if predictor.get("minReplicas") is not None:
-            assert template["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] == str(predictor["minReplicas"])
+            assert (template["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"]
+                    == str(predictor["minReplicas"]))
     else:
         deployment = _wait("the Deployment", lambda: cluster.get("apps/v1", "Deployment", workload, ns))
         pod_spec = deployment["spec"]["template"]["spec"]

@@ -25,7 +25,7 @@ def main(jobs_path: str, out_dir: str) -> None:
             (out / f"{job['id']}.error").write_text(f"{type(exc).__name__}: {exc}")
             continue
         # String labels come back as object arrays: store them as fixed-width text (no pickle).
-        arrays = {n: r.astype(str) if r.dtype == object else r for n, r in zip(names, results)}
+        arrays = {n: r.astype(str) if r.dtype == object else r for n, r in zip(names, results, strict=True)}
         np.savez(out / f"{job['id']}.npz", **arrays)
     print(ort.__version__)
 

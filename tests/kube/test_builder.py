@@ -250,6 +250,7 @@ def test_importing_the_builder_api_stays_light():
     import subprocess
     import sys
 
-    code = "import sys, pipeserve.kube; print(sorted(m for m in ('kserve', 'kubernetes', 'jsonschema') if m in sys.modules))"
+    code = ("import sys, pipeserve.kube; "
+            "print(sorted(m for m in ('kserve', 'kubernetes', 'jsonschema') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

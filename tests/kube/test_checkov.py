@@ -47,7 +47,8 @@ def test_rendered_chart_and_overlays_pass_checkov(checkov, helm, kubectl, tmp_pa
     assert passed > 50  # it really scanned the pods/RBAC, not an empty set
     # Every skip carries its reason in the manifest itself.
     rendered = "".join(p.read_text() for p in tmp_path.glob("*.yaml"))
-    assert skipped > 0 and all(re.match(r"CKV2?_K8S_\d+=\S.{10,}", s) for s in re.findall(r"checkov\.io/skip\d+: (.*)", rendered))
+    assert skipped > 0 and all(re.match(r"CKV2?_K8S_\d+=\S.{10,}", s)
+                               for s in re.findall(r"checkov\.io/skip\d+: (.*)", rendered))
 
 
 def test_checkov_does_fail_on_an_unhardened_pod(checkov, tmp_path):

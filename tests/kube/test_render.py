@@ -156,7 +156,8 @@ def test_notes_show_the_url_and_examples(helm, tmp_path):
     shutil.copytree(CHART, chart)
     notes = (chart / "templates" / "NOTES.txt").read_text()
     (chart / "templates" / "notes-preview.yaml").write_text(
-        'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: {{ include "notes.preview" . | quote }}\n'
+        'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n'
+        'data:\n  notes: {{ include "notes.preview" . | quote }}\n'
         '{{- define "notes.preview" }}\n' + notes + "\n{{- end }}\n"
     )
     out = run([helm, "template", "iris", str(chart), "-n", "ml", "--set", "name=iris-prod",

@@ -38,7 +38,8 @@ def test_typo_field_fails_the_strict_crd_check(isvc):
     errors = validate(bad)
     assert "spec.predictor: Additional properties are not allowed ('minReplica' was unexpected)" in errors
     deep = _mutate(isvc, ["spec", "predictor", "model", "runtimeVersoin"], "x")
-    assert "spec.predictor.model: Additional properties are not allowed ('runtimeVersoin' was unexpected)" in validate(deep)
+    assert ("spec.predictor.model: Additional properties are not allowed ('runtimeVersoin' was unexpected)"
+            in validate(deep))
 
 
 def test_mis_cased_field_fails(isvc):
@@ -77,7 +78,8 @@ def test_drift_fields_are_explained(isvc):
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        (["metadata", "annotations", "serving.kserve.io/deploymentMode"], "RawDeployment", "pre-0.16 name; use 'Standard'"),
+        (["metadata", "annotations", "serving.kserve.io/deploymentMode"], "RawDeployment",
+         "pre-0.16 name; use 'Standard'"),
         (["metadata", "annotations", "serving.kserve.io/deploymentMode"], "Serverfull", "is not one of"),
         (["metadata", "annotations", "serving.kserve.io/autoscalerClass"], "kpa", "'kpa' is not one of"),
         (["spec", "predictor", "model", "protocolVersion"], "v3", "'v3' is not one of"),
@@ -88,7 +90,8 @@ def test_drift_fields_are_explained(isvc):
         (["spec", "predictor", "scaleTarget"], 150, "scaleTarget for cpu is a percentage (1..100); got 150"),
         (["spec", "predictor", "canaryTrafficPercent"], 10, "only honoured in Knative mode"),
         (["spec", "predictor", "model", "storageUri"], "minio://bucket/x", "scheme KServe's storage initializer"),
-        (["spec", "predictor", "model", "runtime"], "kserve-sklearnserver", "A GPU with the sklearnserver runtime would sit idle"),
+        (["spec", "predictor", "model", "runtime"], "kserve-sklearnserver",
+         "A GPU with the sklearnserver runtime would sit idle"),
         (["metadata", "name"], "9iris", "is not a valid InferenceService name"),
     ],
 )
@@ -116,7 +119,8 @@ def test_knative_rules(card):
 def test_keda_rules(card):
     doc = build_inference_service(card, "s3://m/", DeploymentSpec(autoscaler="keda"))
     assert validate(doc) == []
-    assert any("not supported with KEDA" in e for e in validate(_mutate(doc, ["spec", "predictor", "scaleMetric"], "cpu")))
+    assert any("not supported with KEDA" in e
+               for e in validate(_mutate(doc, ["spec", "predictor", "scaleMetric"], "cpu")))
     hpa = _mutate(doc, ["metadata", "annotations", "serving.kserve.io/autoscalerClass"], "hpa")
     assert any("takes Resource metrics only, got 'External'" in e for e in validate(hpa))
 
@@ -132,7 +136,8 @@ def test_built_in_kinds_go_to_kubernetes_validate():
 
 def test_unknown_kinds_are_errors_not_passes():
     assert validate({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "x"}}) == [
-        "<document>: no schema for cert-manager.io/v1 Certificate in Kubernetes 1.34.0 (nor in the vendored KServe CRDs)"
+        "<document>: no schema for cert-manager.io/v1 Certificate in Kubernetes 1.34.0 "
+        "(nor in the vendored KServe CRDs)"
     ]
     assert "no schema for serving.kserve.io/v1alpha1 InferenceGraph" in validate(
         {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "InferenceGraph", "metadata": {"name": "g"}}
@@ -226,7 +231,8 @@ def test_chart_monitoring_and_keda_pieces_are_checked_against_closed_subsets():
     assert validate(_mutate(monitor, ["spec", "podMetricsEndpoints", 0, "intervall"], "30s")) == [
         "spec.podMetricsEndpoints[0]: Additional properties are not allowed ('intervall' was unexpected)"
     ]
-    assert any("30 seconds" in e for e in validate(_mutate(monitor, ["spec", "podMetricsEndpoints", 0, "interval"], "30 seconds")))
+    assert any("30 seconds" in e
+               for e in validate(_mutate(monitor, ["spec", "podMetricsEndpoints", 0, "interval"], "30 seconds")))
     auth = {"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication", "metadata": {"name": "p"},
             "spec": {"secretTargetRef": [{"parameter": "bearerToken", "name": "s", "key": "token"}]}}
     assert validate(auth) == []

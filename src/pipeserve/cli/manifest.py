@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeserve.errors import ConfigError, UserError
@@ -26,7 +26,8 @@ examples:
   pipeserve manifest build/model --storage-uri s3://models/iris/ --mode Knative --min-replicas 0 \\
       --canary-traffic-percent 10
   AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... pipeserve manifest build/model \\
-      --storage-uri s3://mlpipeline/iris/ --s3-credentials minio-creds --s3-endpoint minio-service.kubeflow:9000 --s3-no-https
+      --storage-uri s3://mlpipeline/iris/ --s3-credentials minio-creds \\
+      --s3-endpoint minio-service.kubeflow:9000 --s3-no-https
 
 Triton serves the model under its folder name in the repository (the model card's name), whatever
 the InferenceService is called: the URL path is in the pipeserve.dev/v2-model-path annotation.

@@ -121,9 +121,11 @@ def metric_fits_autoscaler(s: Scaling, w: Words) -> Iterator[Problem]:
     if s.metric in allowed:
         return
     if s.autoscaler == "none":
-        yield Problem("metric", f"Autoscaler none keeps a fixed replica count and takes no scale metric; got {s.metric!r}.")
+        yield Problem("metric", "Autoscaler none keeps a fixed replica count and takes no scale metric; "
+                      f"got {s.metric!r}.")
     elif s.autoscaler == "keda":
-        yield Problem("metric", f"{w.metric} {s.metric!r} is not supported with KEDA; KEDA scales on autoScaling.metrics.")
+        yield Problem("metric", f"{w.metric} {s.metric!r} is not supported with KEDA; "
+                      "KEDA scales on autoScaling.metrics.")
     else:
         hint = " ('qps' appears in old KServe docs; the CRD only accepts 'rps')" if s.metric == "qps" else ""
         owners = [a for a, ms in SCALE_METRICS.items() if s.metric in ms]

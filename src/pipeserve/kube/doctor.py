@@ -23,7 +23,10 @@ from pipeserve.modelcard import ModelCard
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 KNATIVE_SERVICE = ("serving.knative.dev/v1", "Service")
 KEDA_SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
-RUNTIME_KINDS = (("serving.kserve.io/v1alpha1", "ServingRuntime"), ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"))
+RUNTIME_KINDS = (
+    ("serving.kserve.io/v1alpha1", "ServingRuntime"),
+    ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"),
+)
 # What deploy does with InferenceServices: server-side apply (create + patch), then get/watch for Ready.
 DEPLOY_VERBS = ("create", "patch", "get", "watch")
 
@@ -124,7 +127,8 @@ def gpu_capacity(cluster: Cluster, plan: Preflight) -> Check:
     if not fitting:
         return Check(name, FAILED, f"no node offers {spec.gpus} {spec.gpu_resource} and matches nodeSelector "
                      f"{dict(spec.node_selector)} with the tolerations given ({len(nodes)} nodes checked)",
-                     "add GPU nodes (NVIDIA GPU operator), fix --node-selector/--toleration, or use --target triton-cpu.")
+                     "add GPU nodes (NVIDIA GPU operator), fix --node-selector/--toleration, "
+                     "or use --target triton-cpu.")
     return Check(name, OK, f"{len(fitting)} node(s) can take the predictor: {', '.join(fitting)}")
 
 
@@ -147,7 +151,8 @@ def storage_identity(cluster: Cluster, plan: Preflight) -> Check:
     if sa is None:
         return Check(name, FAILED, f"ServiceAccount {account} does not exist in namespace {plan.namespace}",
                      "create it (pipeserve manifest --s3-credentials NAME writes it with its Secret).")
-    missing = [s["name"] for s in sa.get("secrets") or [] if cluster.get("v1", "Secret", s["name"], plan.namespace) is None]
+    missing = [s["name"] for s in sa.get("secrets") or []
+               if cluster.get("v1", "Secret", s["name"], plan.namespace) is None]
     if missing:
         return Check(name, FAILED, f"ServiceAccount {account} names Secret {', '.join(missing)}, which does not exist",
                      "create the Secret with the bucket credentials (pipeserve manifest --s3-credentials).")
@@ -167,7 +172,8 @@ def runtime_class(cluster: Cluster, plan: Preflight) -> Check:
 def mode_installed(cluster: Cluster, plan: Preflight) -> Check:
     spec, name = plan.spec.resolved(), "deployment mode"
     if spec.mode == kserve.KNATIVE and not cluster.knows(*KNATIVE_SERVICE):
-        return Check(name, FAILED, "Knative mode, but Knative Serving is not installed (no serving.knative.dev Service)",
+        return Check(name, FAILED,
+                     "Knative mode, but Knative Serving is not installed (no serving.knative.dev Service)",
                      "use --mode Standard, or install Knative Serving.")
     if spec.autoscaler == "keda" and not cluster.knows(*KEDA_SCALED_OBJECT):
         return Check(name, FAILED, "the keda autoscaler, but KEDA is not installed (no keda.sh ScaledObject)",

@@ -71,7 +71,8 @@ def parse_node_selector(raw: Iterable[str] | Mapping[str, str]) -> dict[str, str
     for item in raw:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise DeploymentConfigError(f"Node selector {item!r} must look like KEY=VALUE, e.g. nvidia.com/gpu.present=true.")
+            raise DeploymentConfigError(f"Node selector {item!r} must look like KEY=VALUE, "
+                                        "e.g. nvidia.com/gpu.present=true.")
         out[key] = value
     return out
 
