@@ -29,6 +29,7 @@ from pipeserve.modelcard import (
     hash_files,
     write_card,
 )
+from pipeserve.names import name_problem
 
 # The skops allow-list belongs to the estimator catalogue; the server and older callers load from here.
 from pipeserve.training import TRUSTED_SKOPS_TYPES, load_estimator  # noqa: F401
@@ -78,15 +79,9 @@ class PackageRequest:
 
 
 def _check_request(req: PackageRequest) -> None:
-    import re
-
-    # A DNS-1035 label: the name becomes a folder, a URL path and the InferenceService name.
-    if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", req.name) or len(req.name) > 63:
-        raise ConfigError(
-            f"Model name {req.name!r} is not valid: use 1-63 lowercase letters, digits or '-', starting "
-            "with a letter and ending with a letter or digit (it becomes a folder, a URL path and the "
-            "InferenceService name)."
-        )
+    if problem := name_problem(req.name):
+        raise ConfigError(f"Model name {req.name!r} is not valid: it is {problem} (it becomes a folder, a URL path "
+                          "and the InferenceService name).")
     if not req.version.isdigit() or int(req.version) < 1:
         raise ConfigError(f"Model version must be a positive integer (a Triton version folder); got {req.version!r}.")
     if req.max_batch_size < 0:

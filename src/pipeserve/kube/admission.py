@@ -211,7 +211,7 @@ def isvc_problems(doc: Mapping[str, Any]) -> list[str]:
     meta = _mapping(doc.get("metadata"))
     name = meta.get("name")
     if isinstance(name, str) and (problem := name_problem(name)):
-        out.append(f"metadata.name: {problem}; it is not a valid InferenceService name")
+        out.append(f"metadata.name: {name!r} is {problem}; it is not a valid InferenceService name")
     annotations = _mapping(meta.get("annotations"))
     mode = annotations.get(ANNOTATION_MODE)
     where = f"metadata.annotations.{ANNOTATION_MODE}"

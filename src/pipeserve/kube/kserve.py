@@ -15,6 +15,15 @@ from __future__ import annotations
 import re
 
 from pipeserve.errors import ConfigError
+from pipeserve.names import (  # noqa: F401  (re-exported: KServe's name rules)
+    DNS1035_LABEL,
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    MAX_NAME_LENGTH,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    name_problem,
+)
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
@@ -58,17 +67,13 @@ STORAGE_SCHEMES = (
 GPU_RESOURCE_SUFFIX = "/gpu"
 GPU_RESOURCE_PREFIXES = ("nvidia.com/mig",)
 
-# Kubernetes name and value formats.
-DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # InferenceService names
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # namespaces
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Kubernetes name and value formats (names: pipeserve.names).
 QUALIFIED_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 # resource.Quantity, the same pattern the CRD schema enforces.
 QUANTITY = re.compile(
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
-MAX_NAME_LENGTH = 63
 
 
 class DeploymentConfigError(ConfigError):
@@ -84,39 +89,6 @@ def is_gpu_resource(name: str) -> bool:
     return name.endswith(GPU_RESOURCE_SUFFIX) or name.startswith(GPU_RESOURCE_PREFIXES)
 
 
-def is_dns1123_label(value: str) -> bool:
-    return len(value) <= MAX_NAME_LENGTH and DNS1123_LABEL.match(value) is not None
-
-
-def is_dns1123_subdomain(value: str) -> bool:
-    return len(value) <= 253 and DNS1123_SUBDOMAIN.match(value) is not None
-
-
-def name_problem(name: str) -> str | None:
-    """Why KServe would refuse ``name`` as an InferenceService name (a DNS-1035 label), or None.
-
-    KServe appends ``-predictor`` and more to derive object names, so shorter is safer; 63
-    characters is the hard limit.
-    """
-    if DNS1035_LABEL.match(name) and len(name) <= MAX_NAME_LENGTH:
-        return None
-    suggestion = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-    suggestion = re.sub(r"^[^a-z]+", "", suggestion)[:MAX_NAME_LENGTH].rstrip("-") or "model"
-    return (
-        f"{name!r} is not a DNS-1123 label starting with a letter (lower-case letters, digits and '-', at most "
-        f"{MAX_NAME_LENGTH} characters); try {suggestion!r}"
-    )
-
-
-def check_name(name: str, what: str = "InferenceService name", error: type[ConfigError] = ConfigError) -> None:
-    """Refuse a name KServe would reject (model names become InferenceService names and URL paths).
-
-    Raises:
-        ConfigError (or ``error``): the name is not a DNS-1035 label.
-    """
-    problem = name_problem(name)
-    if problem:
-        raise error(f"{what} {problem}.")
 
 
 def storage_scheme_ok(uri: str) -> bool:

@@ -276,7 +276,7 @@ def _known_choices(s: DeploymentSpec) -> str | None:
 
 def _names(s: DeploymentSpec) -> str | None:
     if s.name is not None and (problem := name_problem(s.name)):
-        return f"InferenceService name {problem}."
+        return f"InferenceService name {s.name!r} is {problem}."
     if s.namespace is not None and not is_dns1123_label(s.namespace):
         return (f"Namespace {s.namespace!r} is not a DNS-1123 label (lower-case letters, digits and '-', starting and "
                 "ending with a letter or digit, at most 63 characters).")
@@ -359,4 +359,4 @@ def check_name(name: str) -> None:
         DeploymentConfigError: the name is not valid.
     """
     if problem := name_problem(name):
-        raise DeploymentConfigError(f"InferenceService name {problem}.")
+        raise DeploymentConfigError(f"InferenceService name {name!r} is {problem}.")
