@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import Body, BenchError, Server, WrkResult, run_wrk, wrk_version
+from benchmarks.harness import BenchError, Body, Server, WrkResult, run_wrk, wrk_version
 from pipeserve.localserver import free_port
 
 HERE = Path(__file__).resolve().parent

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from interop import share_inference_protos
+
 from pipeserve.workflow import FitResult, fit_and_package
 
 # kserve (its clients and ModelServer, the interop peers) and tritonclient.grpc (v2 clients, server

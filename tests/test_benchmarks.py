@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 from benchmarks import run as bench
-from benchmarks.harness import APPS_DIR, Body, BenchError, Server, parse_wrk, run_wrk
+from benchmarks.harness import APPS_DIR, BenchError, Body, Server, parse_wrk, run_wrk
 from pipeserve.localserver import free_port
-
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt-get install wrk)")
 

@@ -14,9 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def main() -> None:
     import numpy as np
-    from flask import Flask, jsonify, request
-
     from common import baseline_options
+    from flask import Flask, jsonify, request
 
     opts, models = baseline_options(__doc__.splitlines()[0])
     default = next(iter(models))

@@ -55,9 +55,8 @@ def main() -> None:
 
     import kserve
     import numpy as np
-    from kserve.utils.utils import from_np_dtype, get_predict_input, get_predict_response
-
     from common import load_estimators
+    from kserve.utils.utils import from_np_dtype, get_predict_input, get_predict_response
 
     class SKLearnModel(kserve.Model):
         def __init__(self, name, estimator, n_features, advertise=True):

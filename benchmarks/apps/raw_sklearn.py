@@ -52,7 +52,6 @@ def make_app(estimators):
 
 def main() -> None:
     import uvicorn
-
     from common import baseline_options
 
     opts, estimators = baseline_options(__doc__.splitlines()[0])

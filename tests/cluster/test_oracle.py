@@ -9,11 +9,10 @@ them (KServe would clamp or ignore the setting silently) and keeps the table hon
 from __future__ import annotations
 
 import pytest
-
-from pipeserve.kube.client import Cluster, ManifestRejected
-
 from kube.refusals import REFUSALS
 from kube.test_refusals import hand_written
+
+from pipeserve.kube.client import Cluster, ManifestRejected
 
 pytestmark = pytest.mark.cluster
 

@@ -14,8 +14,8 @@ import pytest
 from pipeserve.errors import ClusterError
 from pipeserve.kube import DeploymentSpec, build_inference_service
 from pipeserve.kube.client import smoke_infer
-from pipeserve.modelcard import read_card
 from pipeserve.localserver import free_port
+from pipeserve.modelcard import read_card
 
 
 @pytest.fixture(scope="module")
