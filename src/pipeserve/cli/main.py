@@ -17,7 +17,7 @@ from pipeserve import __version__
 from pipeserve.errors import PipeserveError
 
 # Order is the order shown in --help.
-COMMANDS = ("run", "compile", "serve", "predict", "manifest", "deploy", "doctor", "models")
+COMMANDS = ("run", "compile", "serve", "predict", "manifest", "deploy", "doctor", "models", "submit", "schedule")
 
 
 class _Parser(argparse.ArgumentParser):
