@@ -8,10 +8,11 @@ container (``--model_name``, ``--model_dir``, ``--http_port``, ``--grpc_port``) 
 from __future__ import annotations
 
 import argparse
+import os
 import time
-from pathlib import Path
 
 from pipeserve.errors import ConfigError
+from pipeserve.objectstore import local_model_path
 from pipeserve.serving.settings import (
     ANY_PORT,
     BACKENDS,
@@ -32,9 +33,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Serve every model of a model directory or model repository over the Open Inference "
         "Protocol: REST on --http-port, gRPC on --grpc-port (off unless given), Prometheus on /metrics.",
     )
-    parser.add_argument("model_dir", nargs="?", type=Path, metavar="MODEL_DIR",
+    parser.add_argument("model_dir", nargs="?", metavar="MODEL_DIR",
                         help="A model directory (with model-card.json) or a repository of them "
-                        "(`make run` writes build/model).")
+                        "(`make run` writes build/model), or its storage URI (s3://bucket/path/: downloaded "
+                        "to $PIPESERVE_MODEL_CACHE and verified first; endpoint and keys from the AWS_* "
+                        "variables, e.g. AWS_ENDPOINT_URL).")
     parser.add_argument("--host", default=None, metavar="ADDR",
                         help="Address to bind (default 127.0.0.1; 0.0.0.0 when started with KServe's runtime "
                         "arguments).")
@@ -62,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     kserve = parser.add_argument_group("KServe runtime arguments")
     kserve.add_argument("--model_name", default=None, metavar="NAME",
                         help="Serve the single model under this name (the InferenceService name).")
-    kserve.add_argument("--model_dir", dest="model_dir_flag", type=Path, default=None, metavar="DIR",
+    kserve.add_argument("--model_dir", dest="model_dir_flag", default=None, metavar="DIR",
                         help="Same as MODEL_DIR.")
     kserve.add_argument("--http_port", dest="http_port_kserve", type=_port, default=None, metavar="PORT",
                         help="Same as --http-port.")
@@ -79,7 +82,8 @@ def build_settings(args: argparse.Namespace) -> ServeSettings:
         ConfigError: two spellings of one option disagree, no model is given, or the settings
             refuse a value (see :class:`~pipeserve.serving.settings.ServeSettings`).
     """
-    if args.model_dir is not None and args.model_dir_flag is not None and args.model_dir != args.model_dir_flag:
+    if (args.model_dir is not None and args.model_dir_flag is not None
+            and os.fspath(args.model_dir).rstrip("/") != os.fspath(args.model_dir_flag).rstrip("/")):
         raise ConfigError(f"MODEL_DIR {args.model_dir} and --model_dir {args.model_dir_flag} disagree; give one.")
     model_dir = args.model_dir or args.model_dir_flag
     if model_dir is None:
@@ -90,7 +94,7 @@ def build_settings(args: argparse.Namespace) -> ServeSettings:
     # On the command line (and for KServe) --grpc-port 0 means no gRPC; the settings spell that None.
     grpc_setting = None if grpc_port in (None, 0) else (ANY_PORT if grpc_port == _AUTO else grpc_port)
     return ServeSettings(
-        model_dir=Path(model_dir),
+        model_dir=local_model_path(model_dir),
         host=args.host or ("0.0.0.0" if kserve_mode else "127.0.0.1"),
         http_port=DEFAULT_HTTP_PORT if http_port is None else (ANY_PORT if http_port == _AUTO else http_port),
         grpc_port=grpc_setting,
