@@ -47,6 +47,7 @@ class Cluster:
         self._api_client: Any = None
         self._dynamic: Any = None
         self._namespace: str = "default"
+        self._context_name: str | None = None
 
     def connect(self) -> Cluster:
         """Load credentials and check that the API server answers.
@@ -69,6 +70,7 @@ class Cluster:
                     raise ClusterError(f"No context {self.context!r} in the kubeconfig; it has: {names}.")
             config.load_kube_config(config_file=kubeconfig, context=self.context)
             self._namespace = active.get("context", {}).get("namespace") or "default"
+            self._context_name = active.get("name")
         except (ConfigException, FileNotFoundError) as exc:
             try:
                 config.load_incluster_config()
@@ -78,6 +80,7 @@ class Cluster:
                     "in a pod. Point KUBECONFIG at a cluster with KServe 0.21, or use --dry-run to print the manifests."
                 ) from exc
             self._namespace = _incluster_namespace()
+            self._context_name = "in-cluster"
         self._api_client = client.ApiClient()
         try:
             client.VersionApi(self._api_client).get_code(_request_timeout=10)
@@ -93,6 +96,16 @@ class Cluster:
     def namespace(self) -> str:
         """The namespace used for documents that do not name one."""
         return self._namespace
+
+    @property
+    def context_name(self) -> str | None:
+        """The kubeconfig context in use (``in-cluster`` inside a pod; None before :meth:`connect`)."""
+        return self._context_name
+
+    @property
+    def server(self) -> str | None:
+        """The API server's URL (None before :meth:`connect`)."""
+        return self._api_client.configuration.host if self._api_client is not None else None
 
     def apply(self, docs: Iterable[Mapping[str, Any]], force_conflicts: bool = False) -> list[str]:
         """Server-side apply each document (field manager ``pipeserve``); return ``Kind/name`` applied."""
@@ -173,6 +186,69 @@ class Cluster:
                     f"-n {namespace}` and the predictor pod's events."
                 )
             self._wait_for_change(name, namespace, obj, min(poll_s, remaining))
+
+    def wait_rolled_out(
+        self,
+        isvc: Mapping[str, Any],
+        timeout_s: float = 600,
+        poll_s: float = 0.5,
+        progress: Callable[[str], None] | None = None,
+    ) -> Readiness:
+        """Wait until the controller runs *this* spec of the InferenceService, then until it is Ready.
+
+        KServe's Ready condition lags behind a change. In Standard mode it stays True on the old
+        ReplicaSet while the new pods are Pending (the Deployment is still Available) until the
+        Deployment's progress deadline (KServe sets 600 s) passes; in Knative mode it reports the
+        previous revision until Knative's status catches up. So this waits until the controller's
+        workload carries the spec (pipeserve's annotations, storage URI, placement, resources) and
+        has rolled it out: in Standard mode the predictor Deployment by ``kubectl rollout status``'s
+        rule (new ReplicaSet updated and available, no old pods left); in Knative mode the Knative
+        Service's latest revision Ready for its current generation, as KServe propagated it.
+
+        Args:
+            isvc: The InferenceService as applied (the stored object :meth:`apply_objects` returned).
+            timeout_s: How long to wait.
+            poll_s: Seconds between reads.
+            progress: Called with a line whenever the state changes.
+
+        Raises:
+            ClusterError: not rolled out in time (with the scheduler's or Knative's reason), or the
+                Deployment exceeded its progress deadline.
+        """
+        meta = isvc["metadata"]
+        name, namespace = meta["name"], meta.get("namespace") or self.namespace
+        knative = _mode(isvc) == kserve.KNATIVE
+        deadline = time.monotonic() + timeout_s
+        last = ""
+        while True:
+            obj = self.get_inference_service(name, namespace)
+            state = _readiness(obj)
+            if knative:
+                workload = self.get(*KNATIVE_SERVICE, f"{name}-predictor", namespace)
+                pending = _knative_pending(isvc, workload, obj)
+            else:
+                workload = self.get("apps/v1", "Deployment", f"{name}-predictor", namespace)
+                pending = _deployment_pending(isvc, workload)
+            if pending is None and not state.ready:
+                pending = "InferenceService " + (", ".join(f"{k}={v}" for k, v in sorted(state.conditions.items()))
+                                                 or "has no status yet")
+            summary = pending or "rolled out, Ready"
+            if progress and summary != last:
+                progress(summary)
+                last = summary
+            if pending is None:
+                return state
+            if pending.startswith(_DEADLINE_EXCEEDED):
+                raise ClusterError(f"InferenceService {namespace}/{name} did not roll out: {pending}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pods = None if knative else self.pod_problem(name, namespace)
+                raise ClusterError(
+                    f"InferenceService {namespace}/{name} not Ready after {timeout_s:.0f}s ({pending})"
+                    f"{f'; predictor pod: {pods}' if pods else ''}; see `kubectl describe inferenceservice {name} "
+                    f"-n {namespace}` and the predictor pod's events."
+                )
+            time.sleep(min(poll_s, remaining))
 
     def get_inference_service(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         """The InferenceService as the API server has it (a plain dict).
@@ -333,6 +409,120 @@ def _readiness(obj: Mapping[str, Any]) -> Readiness:
         conditions={c["type"]: c.get("status", "Unknown") + (f" ({c['reason']})" if c.get("reason") else "")
                     for c in conditions},
     )
+
+
+KNATIVE_SERVICE = ("serving.knative.dev/v1", "Service")
+_DEADLINE_EXCEEDED = "the Deployment exceeded its progress deadline"
+# Written by KServe on the predictor's pod template: the storage URI its storage initializer fetches.
+_SOURCE_URI = "internal.serving.kserve.io/storage-initializer-sourceuri"
+
+
+def _mode(isvc: Mapping[str, Any]) -> str:
+    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+    mode = annotations.get(kserve.ANNOTATION_MODE) or (isvc.get("status") or {}).get("deploymentMode") or ""
+    return kserve.LEGACY_MODES.get(mode, mode)
+
+
+def template_difference(isvc: Mapping[str, Any], template: Mapping[str, Any]) -> str | None:
+    """What the workload's pod template lacks of the InferenceService's spec, or None if it carries it.
+
+    Compares what pipeserve sets: the ``pipeserve.dev/*`` annotations and the predictor's own,
+    the storage URI (Standard mode), node selector, tolerations, ServiceAccount, RuntimeClass,
+    the runtime image tag and the model container's resources.
+    """
+    from kubernetes.utils import parse_quantity
+
+    meta = isvc.get("metadata") or {}
+    predictor = (isvc.get("spec") or {}).get("predictor") or {}
+    model = predictor.get("model") or {}
+    want = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("pipeserve.dev/")}
+    want.update(predictor.get("annotations") or {})
+    got = (template.get("metadata") or {}).get("annotations") or {}
+    stale = sorted(k for k, v in want.items() if got.get(k) != v)
+    if stale:
+        return f"annotation {stale[0]} is {got.get(stale[0])!r}, not {want[stale[0]]!r}"
+    if _SOURCE_URI in got and model.get("storageUri") and got[_SOURCE_URI] != model["storageUri"]:
+        return f"storage URI {got[_SOURCE_URI]}, not {model['storageUri']}"
+    pod = template.get("spec") or {}
+    selector = pod.get("nodeSelector") or {}
+    if any(selector.get(k) != v for k, v in (predictor.get("nodeSelector") or {}).items()):
+        return f"nodeSelector {selector}"
+    tolerations = pod.get("tolerations") or []
+    if any(t not in tolerations for t in predictor.get("tolerations") or []):
+        return f"tolerations {tolerations}"
+    for field in ("serviceAccountName", "runtimeClassName"):
+        if predictor.get(field) and pod.get(field) != predictor[field]:
+            return f"{field} {pod.get(field)}"
+    container = next((c for c in pod.get("containers") or [] if c.get("name") == "kserve-container"), None)
+    if container is None:
+        return "no kserve-container"
+    if model.get("runtimeVersion") and not str(container.get("image", "")).endswith(f":{model['runtimeVersion']}"):
+        return f"image {container.get('image')}"
+    have = container.get("resources") or {}
+    for kind in ("limits", "requests"):
+        for key, value in ((model.get("resources") or {}).get(kind) or {}).items():
+            current = (have.get(kind) or {}).get(key)
+            if current is None or parse_quantity(str(current)) != parse_quantity(str(value)):
+                return f"{kind} {key}={current}"
+    return None
+
+
+def _condition(obj: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any]:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return {}
+
+
+def _deployment_pending(isvc: Mapping[str, Any], deployment: Mapping[str, Any] | None) -> str | None:
+    """Why the predictor Deployment has not rolled out the InferenceService's spec yet (None: it has)."""
+    if deployment is None:
+        return "waiting for KServe to create the predictor Deployment"
+    name = deployment["metadata"]["name"]
+    differs = template_difference(isvc, (deployment.get("spec") or {}).get("template") or {})
+    if differs:
+        return f"waiting for KServe to update Deployment {name} ({differs})"
+    status = deployment.get("status") or {}
+    if int(status.get("observedGeneration") or 0) < int(deployment["metadata"].get("generation") or 0):
+        return f"waiting for the Deployment controller to see Deployment {name}'s new spec"
+    progressing = _condition(deployment, "Progressing")
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return f"{_DEADLINE_EXCEEDED}: {progressing.get('message')}"
+    wanted = int((deployment.get("spec") or {}).get("replicas", 1) or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    available = int(status.get("availableReplicas") or 0)
+    if updated < wanted:
+        return f"Deployment {name}: {updated} of {wanted} new replicas updated"
+    if total > updated:
+        return f"Deployment {name}: {total - updated} old replica(s) still running, new ones not all available"
+    if available < updated:
+        return f"Deployment {name}: {available} of {updated} new replicas available"
+    return None
+
+
+def _knative_pending(isvc: Mapping[str, Any], ksvc: Mapping[str, Any] | None, stored: Mapping[str, Any]) -> str | None:
+    """Why the Knative Service has not rolled out the InferenceService's spec yet (None: it has)."""
+    if ksvc is None:
+        return "waiting for KServe to create the Knative Service"
+    name = ksvc["metadata"]["name"]
+    differs = template_difference(isvc, (ksvc.get("spec") or {}).get("template") or {})
+    if differs:
+        return f"waiting for KServe to update Knative Service {name} ({differs})"
+    status = ksvc.get("status") or {}
+    generation = int(ksvc["metadata"].get("generation") or 0)
+    if int(status.get("observedGeneration") or 0) < generation:
+        return (f"Knative Service {name} generation {generation} not reconciled by Knative Serving yet "
+                f"(observed: {status.get('observedGeneration') or 'none'}; is Knative Serving's controller running?)")
+    ready = _condition(ksvc, "Ready")
+    latest, created = status.get("latestReadyRevisionName"), status.get("latestCreatedRevisionName")
+    if ready.get("status") != "True" or latest != created:
+        why = f": {ready.get('reason')} {ready.get('message') or ''}".rstrip() if ready.get("reason") else ""
+        return f"Knative Service {name}: revision {created or '?'} not Ready (latest ready: {latest or 'none'}){why}"
+    component = (((stored.get("status") or {}).get("components") or {}).get("predictor") or {})
+    if component.get("latestReadyRevision") != latest:
+        return f"waiting for KServe to report revision {latest}"
+    return None
 
 
 def _incluster_namespace() -> str:
