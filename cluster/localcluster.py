@@ -5,11 +5,15 @@ Runs, as plain processes bound to 127.0.0.1: etcd, kube-apiserver, kube-controll
 kube-scheduler (all built from source by cluster/build.sh), kwok (two fake nodes that make the
 pods scheduled on them Running/Ready), and the KServe controller manager with its admission
 webhooks registered. Pods never run: no image is pulled and nothing serves inference.
+Beside it: versitygw, a real S3-compatible object store (posix backend under .cluster/data/s3,
+buckets models, datasets, mlpipeline; endpoint in .cluster/s3-endpoint, keys in
+.cluster/s3-credentials), and kfp-api-double, a request-validating double of the KFP API
+server (cluster/kfp_api_double.py; URL in .cluster/kfp-endpoint).
 
     localcluster.py up       start it (idempotent: a healthy cluster is left as it is)
     localcluster.py down     stop every process it started (by PID) and remove .cluster/
     localcluster.py status   processes, ports, memory (exit 1 if state exists but is unhealthy)
-    localcluster.py env      print `export KUBECONFIG=...`
+    localcluster.py env      print `export KUBECONFIG=...` (--s3: also the AWS_* variables of the S3 store)
 
 State (kubeconfig, certificates, PIDs, logs, etcd data) lives in .cluster/ at the repository root
 (PIPESERVE_CLUSTER_DIR overrides it); binaries come from .tools/cluster/bin (PIPESERVE_CLUSTER_BIN).
@@ -24,8 +28,11 @@ import argparse
 import base64
 import contextlib
 import fcntl
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -38,6 +45,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import yaml
 
@@ -56,8 +64,21 @@ KSERVE_SA = "kserve-controller-manager"
 GPU_NODE = "gpu-node-0"
 CPU_NODE = "cpu-node-0"
 GPUS_PER_NODE = 2
-# Binaries, in start order (down stops them in reverse).
-COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kserve-manager"]
+# The control plane's binaries, in start order.
+CORE = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kserve-manager"]
+# Beside it: the S3 store (a binary) and the KFP API double (a Python process). `up` on a healthy
+# control plane starts whichever of these is missing, without restarting the rest.
+S3 = "versitygw"
+KFP = "kfp-api-double"
+ADDONS = [S3, KFP]
+# Everything, in start order (down stops them in reverse).
+COMPONENTS = CORE + ADDONS
+BINARIES = CORE + [S3]
+S3_BUCKETS = ("models", "datasets", "mlpipeline")
+S3_REGION = "us-east-1"
+S3_ENDPOINT_FILE = STATE_DIR / "s3-endpoint"
+S3_CREDENTIALS_FILE = STATE_DIR / "s3-credentials"
+KFP_ENDPOINT_FILE = STATE_DIR / "kfp-endpoint"
 # Never hand these out: 8080 is used by other tools on developer machines.
 RESERVED_PORTS = {8080}
 
@@ -188,8 +209,8 @@ def owned_pid(entry: dict) -> int | None:
 # tools: binaries, kubectl, Go module cache
 
 
-def require_binaries() -> dict[str, Path]:
-    missing = [n for n in COMPONENTS if not os.access(BIN_DIR / n, os.X_OK)]
+def require_binaries(names: list[str] = BINARIES) -> dict[str, Path]:
+    missing = [n for n in names if not os.access(BIN_DIR / n, os.X_OK)]
     if missing:
         go = shutil.which("go")
         hint = ("run `make cluster-build` (or cluster/build.sh); the first build takes a while"
@@ -197,7 +218,7 @@ def require_binaries() -> dict[str, Path]:
                 "Go is not installed: install Go >= 1.26 (https://go.dev/dl/) with the Go module proxy "
                 "reachable, then run `make cluster-build`")
         raise ClusterError(f"missing cluster binaries in {BIN_DIR}: {', '.join(missing)}\n  {hint}")
-    return {n: BIN_DIR / n for n in COMPONENTS}
+    return {n: BIN_DIR / n for n in names}
 
 
 def kubectl_path() -> str:
@@ -514,12 +535,159 @@ def nodes() -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------------
+# add-ons: the S3 store (versitygw) and the KFP API double
+
+
+def xattrs_supported(folder: Path) -> bool:
+    """Whether ``folder``'s file system keeps user extended attributes (versitygw's default metadata store)."""
+    probe = folder / ".xattr-probe"
+    try:
+        probe.write_bytes(b"")
+        os.setxattr(probe, "user.pipeserve", b"1")
+        return os.getxattr(probe, "user.pipeserve") == b"1"
+    except OSError:
+        return False
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def s3_request(method: str, endpoint: str, path: str, access_key: str, secret_key: str,
+               region: str = S3_REGION, body: bytes = b"") -> tuple[int, str]:
+    """One AWS Signature V4 request (path-style), enough to create and check buckets without boto3."""
+    host = urlsplit(endpoint).netloc
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    payload = hashlib.sha256(body).hexdigest()
+    headers = {"host": host, "x-amz-content-sha256": payload, "x-amz-date": amz_date}
+    signed = ";".join(sorted(headers))
+    canonical = "\n".join([method, quote(path), "", *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed,
+                           payload])
+    scope = f"{amz_date[:8]}/{region}/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = f"AWS4{secret_key}".encode()
+    for part in (amz_date[:8], region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    req = urllib.request.Request(endpoint + quote(path), data=body if method in ("PUT", "POST") else None,
+                                 method=method, headers={
+                                     "x-amz-content-sha256": payload, "x-amz-date": amz_date,
+                                     "Authorization": f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
+                                                      f"SignedHeaders={signed}, Signature={signature}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+
+
+def launch_addons(state: dict, taken: set[int], names: list[str]) -> dict[str, Callable[[], None]]:
+    """Start the add-ons in ``names``; return, per add-on, what waits for it and finishes its set-up."""
+    waits: dict[str, Callable[[], None]] = {}
+    if S3 in names:
+        binary = require_binaries([S3])[S3]
+        port = free_port(taken)
+        data = STATE_DIR / "data" / "s3"
+        data.mkdir(parents=True, exist_ok=True)
+        # Object metadata lives in extended attributes; where the file system has none, in a sidecar folder.
+        meta = [] if xattrs_supported(data) else [f"--sidecar={STATE_DIR / 'data' / 's3-meta'}"]
+        if meta:
+            (STATE_DIR / "data" / "s3-meta").mkdir(parents=True, exist_ok=True)
+        access_key = f"pipeserve-{secrets.token_hex(4)}"
+        secret_key = secrets.token_urlsafe(24)
+        endpoint = f"http://127.0.0.1:{port}"
+        log(f"==> {S3} (S3, posix backend in {data}) on {endpoint}")
+        # Keys through the environment, so they are not in state.json's argv.
+        start_process(state, S3, [
+            str(binary), f"--port=127.0.0.1:{port}", "--health=/health", f"--region={S3_REGION}",
+            "posix", *meta, str(data),
+        ], env={"ROOT_ACCESS_KEY_ID": access_key, "ROOT_SECRET_ACCESS_KEY": secret_key}, ports={"s3": port})
+        state.setdefault("ports", {})[S3] = port
+
+        def finish_s3() -> None:
+            wait_for(f"{S3} /health", lambda: http_get(endpoint + "/health")[0] == 200, 60, proc_names=(S3,))
+            for bucket in S3_BUCKETS:
+                code, body = s3_request("PUT", endpoint, f"/{bucket}", access_key, secret_key)
+                if code != 200 and "BucketAlreadyOwnedByYou" not in body:
+                    raise ClusterError(f"creating S3 bucket {bucket!r} failed: HTTP {code}: {body[:500]}")
+            code, body = s3_request("GET", endpoint, "/", access_key, secret_key)
+            missing = [b for b in S3_BUCKETS if f"<Name>{b}</Name>" not in body]
+            if code != 200 or missing:
+                raise ClusterError(f"listing the S3 buckets failed or misses {missing}: HTTP {code}: {body[:500]}")
+            S3_ENDPOINT_FILE.write_text(endpoint + "\n")
+            S3_CREDENTIALS_FILE.write_text(
+                "# The local cluster's S3 store (versitygw). Load with: set -a; . .cluster/s3-credentials; set +a\n"
+                f"AWS_ACCESS_KEY_ID={access_key}\nAWS_SECRET_ACCESS_KEY={secret_key}\n"
+                f"AWS_ENDPOINT_URL={endpoint}\nAWS_REGION={S3_REGION}\n")
+            S3_CREDENTIALS_FILE.chmod(0o600)
+            state["s3"] = {"endpoint": endpoint, "region": S3_REGION, "buckets": list(S3_BUCKETS),
+                           "metadata": "sidecar" if meta else "xattr", "credentials_file": str(S3_CREDENTIALS_FILE)}
+            save_state(state)
+
+        waits[S3] = finish_s3
+    if KFP in names:
+        port = free_port(taken)
+        url = f"http://127.0.0.1:{port}"
+        log(f"==> {KFP} (request-validating double of the KFP API server, not the real one) on {url}")
+        start_process(state, KFP, [
+            sys.executable, str(CLUSTER_SRC / "kfp_api_double.py"), "--host=127.0.0.1", f"--port={port}",
+            f"--state-dir={STATE_DIR / 'data' / KFP}",
+        ], ports={"http": port})
+        state.setdefault("ports", {})[KFP] = port
+
+        def finish_kfp() -> None:
+            wait_for(f"{KFP} /apis/v2beta1/healthz", lambda: http_get(url + "/apis/v2beta1/healthz")[0] == 200, 60,
+                     proc_names=(KFP,))
+            KFP_ENDPOINT_FILE.write_text(url + "\n")
+            state["kfp"] = {"endpoint": url, "kind": KFP}
+            save_state(state)
+
+        waits[KFP] = finish_kfp
+    return waits
+
+
+def finish_addons(state: dict, waits: dict[str, Callable[[], None]]) -> None:
+    for finish in waits.values():
+        finish()
+
+
+# --------------------------------------------------------------------------------------------
 # up / down / status
 
 
 def healthy(state: dict) -> tuple[bool, str]:
+    """The control plane and the add-ons (S3 store, KFP double) all answer."""
+    ok, why = core_healthy(state)
+    if not ok:
+        return ok, why
+    sick = addons_unhealthy(state)
+    if sick:
+        return False, "; ".join(f"{n}: {w}" for n, w in sick.items())
+    return True, "healthy"
+
+
+def addons_unhealthy(state: dict) -> dict[str, str]:
+    """The add-ons that are not running or do not answer, with why."""
     procs = state.get("processes", {})
-    missing = [n for n in COMPONENTS if n not in procs or owned_pid(procs[n]) is None]
+    checks = {S3: "/health", KFP: "/apis/v2beta1/healthz"}
+    sick = {}
+    for name in ADDONS:
+        entry = procs.get(name)
+        if not entry or owned_pid(entry) is None:
+            sick[name] = "not running"
+            continue
+        port = next(iter(entry.get("ports", {}).values()), None)
+        try:
+            code, _ = http_get(f"http://127.0.0.1:{port}{checks[name]}")
+        except Exception as exc:  # noqa: BLE001
+            sick[name] = f"health check failed: {exc}"
+            continue
+        if code != 200:
+            sick[name] = f"{checks[name]}: HTTP {code}"
+    return sick
+
+
+def core_healthy(state: dict) -> tuple[bool, str]:
+    procs = state.get("processes", {})
+    missing = [n for n in CORE if n not in procs or owned_pid(procs[n]) is None]
     if missing:
         return False, f"not running: {', '.join(missing)}"
     try:
@@ -539,9 +707,24 @@ def cmd_up(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     state = load_state()
     if state:
-        ok, why = healthy(state)
+        ok, why = core_healthy(state)
         if ok:
-            log(f"local cluster is already up and healthy ({STATE_DIR}); nothing to do.")
+            sick = addons_unhealthy(state)
+            if not sick:
+                log(f"local cluster is already up and healthy ({STATE_DIR}); nothing to do.")
+                print_usage(state)
+                return 0
+            log(f"local cluster is up; starting {', '.join(sick)} ({'; '.join(f'{n}: {w}' for n, w in sick.items())})")
+            for name in sick:
+                stop_processes({"processes": {name: state["processes"][name]}} if name in state.get("processes", {})
+                               else {})
+                state.get("processes", {}).pop(name, None)
+            taken = set(state.get("ports", {}).values())
+            t0 = time.monotonic()
+            waits = launch_addons(state, taken, list(sick))
+            finish_addons(state, waits)
+            state.setdefault("timings", {})["add-ons (started on a running cluster)"] = round(time.monotonic() - t0, 1)
+            save_state(state)
             print_usage(state)
             return 0
         log(f"found a previous local cluster in {STATE_DIR} that is not healthy ({why}); stopping it first")
@@ -599,6 +782,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         ], ports={"client": ports["etcd-client"], "peer": ports["etcd-peer"]})
         wait_for("etcd /health", lambda: http_get(etcd_url + "/health")[0] == 200, 60, proc_names=("etcd",))
         step("etcd", t0)
+        # The S3 store and the KFP double need nothing from Kubernetes: start them now, check them at the end.
+        addon_waits = launch_addons(state, taken, ADDONS)
 
         t0 = time.monotonic()
         log(f"==> kube-apiserver {K8S_VERSION} on {server}")
@@ -797,6 +982,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         wait_for("KServe validating webhook to refuse a bad InferenceService", webhook_refuses_bad_isvc, 30, interval=1,
                  proc_names=("kserve-manager",))
         step("runtimes + webhook check", t0)
+
+        t0 = time.monotonic()
+        finish_addons(state, addon_waits)
+        step("S3 buckets + KFP double ready", t0)
     except BaseException:
         log("local cluster did NOT come up; logs are in " + str(STATE_DIR / "logs") + "; stopping what was started")
         stop_processes(load_state() or state)
@@ -815,6 +1004,8 @@ def print_usage(state: dict) -> None:
     log(f"""
   API server   {api_server}  (Kubernetes {K8S_VERSION}, KServe {state['versions']['kserve']})
   kubeconfig   {KUBECONFIG}
+  S3           {state.get('s3', {}).get('endpoint', '-')}  (versitygw; keys: {S3_CREDENTIALS_FILE})
+  KFP API      {state.get('kfp', {}).get('endpoint', '-')}  ({KFP}: validates, runs nothing)
   logs         {STATE_DIR / 'logs'}
 
   export KUBECONFIG={KUBECONFIG}
@@ -865,6 +1056,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         ports = ", ".join(f"{k} 127.0.0.1:{v}" for k, v in entry.get("ports", {}).items())
         log(f"  {name:<24} {pid if pid else 'dead':>8} {f'{rss:.0f}' if rss else '-':>8}  {ports}")
     log(f"  {'total':<24} {'':>8} {total:>8.0f}")
+    if state.get("s3"):
+        log(f"  S3 (versitygw)   {state['s3']['endpoint']}  buckets {', '.join(state['s3']['buckets'])}; "
+            f"keys in {state['s3']['credentials_file']}")
+    if state.get("kfp"):
+        log(f"  KFP API          {state['kfp']['endpoint']}  ({KFP}: validates requests, compiles and runs nothing)")
     if state.get("up_seconds"):
         log(f"  started in {state['up_seconds']}s at {state.get('started_at')}")
     if args.json:
@@ -882,6 +1078,15 @@ def cmd_env(args: argparse.Namespace) -> int:
         return 1
     print(f"export KUBECONFIG={KUBECONFIG}")
     print(f"export PATH={ROOT / '.tools' / 'bin'}:$PATH")
+    if KFP_ENDPOINT_FILE.exists():
+        print(f"# KFP API ({KFP}): {KFP_ENDPOINT_FILE.read_text().strip()}")
+    if getattr(args, "s3", False):
+        if not S3_CREDENTIALS_FILE.exists():
+            log(f"# no {S3_CREDENTIALS_FILE}: the S3 store is not up (run: make cluster-up)")
+            return 1
+        for line in S3_CREDENTIALS_FILE.read_text().splitlines():
+            if line and not line.startswith("#"):
+                print(f"export {line}")
     return 0
 
 
@@ -906,7 +1111,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop it and remove its state")
     st = sub.add_parser("status", help="what runs, ports, memory")
     st.add_argument("--json", action="store_true", help="also print a JSON summary")
-    sub.add_parser("env", help="print shell exports for kubectl")
+    env = sub.add_parser("env", help="print shell exports for kubectl")
+    env.add_argument("--s3", action="store_true", help="also export the S3 store's AWS_* variables")
     args = parser.parse_args(argv)
     try:
         if args.cmd in ("up", "down"):
