@@ -11,7 +11,7 @@ CLUSTER_BIN ?= $(CURDIR)/.tools/cluster/bin
 
 ##@ Local cluster (real API server, controllers and KServe; pods simulated by kwok)
 
-cluster-build: ## Build etcd, Kubernetes 1.34.5, kwok and KServe from the Go module proxy (cached; needs Go).
+cluster-build: ## Build etcd, Kubernetes 1.34.5, kwok, KServe and versitygw from the Go module proxy (cached; needs Go).
 	CLUSTER_BIN="$(CLUSTER_BIN)" bash cluster/build.sh
 
 cluster-up: $(VENV)/.installed $(TOOLS_BIN)/.installed cluster-build ## Start the local cluster (idempotent); KUBECONFIG=.cluster/kubeconfig.
@@ -23,5 +23,15 @@ cluster-down: ## Stop the local cluster and remove .cluster/.
 cluster-status: ## Show the local cluster's processes, ports and memory.
 	PIPESERVE_CLUSTER_BIN="$(CLUSTER_BIN)" $(BIN)/python cluster/localcluster.py status
 
-cluster-test: $(VENV)/.installed $(TOOLS_BIN)/.installed cluster-build ## Run tests/cluster against the local cluster (starts and stops it if not up).
+cluster-test: $(VENV)/.installed $(TOOLS_BIN)/.installed $(KSERVE_STORAGE_VENV)/.installed $(MLFLOW_VENV)/.installed cluster-build ## Run tests/cluster against the local cluster (starts and stops it if not up).
 	PATH="$(TOOLS_BIN):$$PATH" PIPESERVE_CLUSTER_BIN="$(CLUSTER_BIN)" $(BIN)/python -m pytest -m cluster tests/cluster
+
+# KServe's storage initializer (kserve-storage 0.21.0) for the S3 tests, in its own venv: it pins
+# google-cloud-storage<3, which clashes with the project's constraints (cluster/kserve-storage.txt).
+KSERVE_STORAGE_VENV := .tools/kserve-storage-venv
+KSERVE_STORAGE_PYTHON ?= python3.11
+
+$(KSERVE_STORAGE_VENV)/.installed: cluster/kserve-storage.txt
+	$(KSERVE_STORAGE_PYTHON) -m venv $(KSERVE_STORAGE_VENV)
+	$(KSERVE_STORAGE_VENV)/bin/python -m pip install --quiet --no-deps -r cluster/kserve-storage.txt
+	touch $@

@@ -182,3 +182,69 @@ def bare_apiserver(local_cluster, tmp_path_factory):
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+# --------------------------------------------------------------------------------------------
+# The S3 store (versitygw) and the KFP API double that `localcluster.py up` starts beside the
+# control plane (docs/local-cluster.md).
+
+
+class S3Store:
+    """The local cluster's S3 store: endpoint URL, root keys, region (from .cluster/s3-credentials)."""
+
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, region: str) -> None:
+        self.endpoint = endpoint
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.region = region
+
+    @property
+    def host_port(self) -> str:
+        """``127.0.0.1:PORT``: the endpoint as KServe's ``serving.kserve.io/s3-endpoint`` wants it."""
+        return self.endpoint.split("://", 1)[1]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The standard AWS variables boto3, s3fs and pipeserve read (plus MLflow's endpoint variable)."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+                "AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": self.region,
+                "MLFLOW_S3_ENDPOINT_URL": self.endpoint}
+
+    def filesystem(self):
+        """A fresh s3fs filesystem on the store (no fsspec instance cache)."""
+        import s3fs
+
+        return s3fs.S3FileSystem(key=self.access_key, secret=self.secret_key, endpoint_url=self.endpoint,
+                                 client_kwargs={"region_name": self.region}, skip_instance_cache=True)
+
+
+@pytest.fixture(scope="session")
+def s3_store(local_cluster: Path) -> S3Store:
+    """The local cluster's versitygw (buckets models, datasets, mlpipeline exist)."""
+    creds_file = STATE_DIR / "s3-credentials"
+    if not creds_file.exists():
+        pytest.fail(f"{creds_file} is missing: the local cluster's S3 store did not start (see "
+                    f"{STATE_DIR / 'logs' / 'versitygw.log'})", pytrace=False)
+    values = dict(line.split("=", 1) for line in creds_file.read_text().splitlines()
+                  if line and not line.startswith("#"))
+    endpoint = (STATE_DIR / "s3-endpoint").read_text().strip()
+    assert values["AWS_ENDPOINT_URL"] == endpoint
+    return S3Store(endpoint, values["AWS_ACCESS_KEY_ID"], values["AWS_SECRET_ACCESS_KEY"], values["AWS_REGION"])
+
+
+@pytest.fixture
+def s3_env(s3_store: S3Store, monkeypatch: pytest.MonkeyPatch) -> S3Store:
+    """The store's AWS_* variables in this process's environment for one test."""
+    for name, value in s3_store.env.items():
+        monkeypatch.setenv(name, value)
+    return s3_store
+
+
+@pytest.fixture(scope="session")
+def kfp_endpoint(local_cluster: Path) -> str:
+    """URL of the local cluster's KFP API (kfp-api-double, a request-validating double: see docs/local-cluster.md)."""
+    path = STATE_DIR / "kfp-endpoint"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: kfp-api-double did not start (see "
+                    f"{STATE_DIR / 'logs' / 'kfp-api-double.log'})", pytrace=False)
+    return path.read_text().strip()
