@@ -132,8 +132,11 @@ def fetch_model_repository(uri: str, *, cache_dir: Path | None = None,
                 fs.get_file(key, str(target))
             except OSError as exc:
                 raise ObjectStoreError(f"Downloading {_url(uri, key)} failed: {exc}") from exc
-        for model_dir in find_model_dirs(partial):
-            verify_files(model_dir, read_card(model_dir))
+        try:
+            for model_dir in find_model_dirs(partial):
+                verify_files(model_dir, read_card(model_dir))
+        except PipeserveError as exc:  # name the URI, not the download folder that is about to go
+            raise type(exc)(str(exc).replace(str(partial), uri.rstrip("/"))) from exc
         _replace(partial, dest)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
