@@ -6,6 +6,14 @@
     pipeserve models promote iris 3 --gate 'f1_macro>=champion; log_loss<=champion+0.02'
     pipeserve models rollback iris
     pipeserve models history iris --output json
+
+With --namespace NS, promote and rollback also update the served InferenceService (the library's
+pipeserve.rollout): the version is rolled out first and the alias moves once it runs; a rollout
+that never gets Ready is rolled back on the cluster and the alias stays.
+
+    pipeserve models promote iris 3 --namespace ml --no-smoke
+    pipeserve models promote iris 3 --namespace ml --canary 10      # Knative mode
+    pipeserve models rollback iris --namespace ml
 """
 
 from __future__ import annotations
@@ -28,6 +36,19 @@ registry: --registry URI, else $PIPESERVE_REGISTRY, else ./mlflow.db (MLflow's o
 tracking server http(s)://host:port. Exit codes: 0 ok (also when --gate holds a version back),
 1 registry unreachable or failing, or a concurrent alias move (compare-and-set lost), 2 bad input.
 """
+_ROLLOUT_EPILOG = _EPILOG + """
+on a cluster (--namespace NS): the version's InferenceService is rendered from its registered model
+card and storage URI (--storage-uri overrides it) with the serving setup read back from the one it
+replaces (options given change it), applied server-side, and waited for until the controller has
+rolled it out and it is Ready; only then does the alias move. If it never gets Ready (--timeout),
+the InferenceService is put back as it was and waited for, the alias stays, and the command fails
+in one line with the reason (exit 1). --canary N (Knative mode only) sends N % of traffic to the
+new version and leaves the alias; promote the same version again for all traffic, or roll back to
+return it to 0 %. Each rollout is recorded on the version (tags pipeserve.rollout.*).
+"""
+# Options that only mean something with --namespace (the cluster part of promote/rollback).
+_CLUSTER_DESTS = ("canary_traffic_percent", "storage_uri", "context", "timeout", "wait", "smoke", "smoke_url",
+                  "force_conflicts", "s3_credentials", "s3_endpoint", "s3_region", "s3_no_https")
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -59,9 +80,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="Promote only if VERSION passes this rule against the champion, e.g. "
                    "'f1_macro>=champion; log_loss<=champion+0.02' (no RULE: the task's default).")
     p.add_argument("--reason", default="", help="Recorded in the alias history.")
+    _add_cluster_arguments(p, canary=True)
     p = _verb(verbs, "rollback", "Give the champion alias back to the previous champion (from the alias history).")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--reason", default="", help="Recorded in the alias history.")
+    _add_cluster_arguments(p, canary=False)
     p = _verb(verbs, "history", "Show the recorded alias moves of a model, oldest first.")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--alias", help="Only this alias.")
@@ -70,12 +93,128 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _verb(verbs: argparse._SubParsersAction, name: str, text: str) -> argparse.ArgumentParser:
-    p = verbs.add_parser(name, help=text, description=text, epilog=_EPILOG,
+    p = verbs.add_parser(name, help=text, description=text,
+                         epilog=_ROLLOUT_EPILOG if name in ("promote", "rollback") else _EPILOG,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--registry", metavar="URI", help="Registry URI (default $PIPESERVE_REGISTRY, else ./mlflow.db).")
     p.add_argument("--output", choices=("table", "json"), default="table", help="table (default) or json.")
     p.set_defaults(func=_run, command=f"models {name}", verb=name)
     return p
+
+
+def _add_cluster_arguments(p: argparse.ArgumentParser, canary: bool) -> None:
+    """The rollout options: the deploy options (default: as the served InferenceService has them) and the waits."""
+    import dataclasses
+    import re
+
+    from pipeserve.cli.manifest import add_spec_arguments
+    from pipeserve.kube.spec import DeploymentSpec
+
+    first = len(p._actions)
+    c = p.add_argument_group("on a cluster (with --namespace: update the served InferenceService too)")
+    if canary:
+        c.add_argument("--canary", dest="canary_traffic_percent", type=int, metavar="PERCENT",
+                       help="Knative mode: send PERCENT %% of traffic to VERSION and keep the rest on the revision "
+                       "serving now; the alias stays (promote again without --canary for all traffic).")
+    c.add_argument("--storage-uri", metavar="URI", help="Where the cluster fetches the version (default: the "
+                   "registry's storage URI, e.g. s3://… of an MLflow server with --artifacts-destination).")
+    c.add_argument("--artifacts-destination", metavar="URI",
+                   help="The MLflow server's --artifacts-destination (s3://…), to resolve mlflow-artifacts: URIs "
+                   "(default $PIPESERVE_REGISTRY_ARTIFACTS).")
+    c.add_argument("--context", help="kubeconfig context (default: the current one).")
+    c.add_argument("--wait", action=argparse.BooleanOptionalAction, default=None,
+                   help="Wait until rolled out and Ready before moving the alias (default); --no-wait moves it "
+                   "after the apply, and nothing rolls back by itself.")
+    c.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="Seconds to wait for the rollout, and again for a rollback (default: 600).")
+    c.add_argument("--no-smoke", dest="smoke", action="store_const", const=False, default=None,
+                   help="Skip the smoke inference (e.g. on a cluster whose pods are simulated).")
+    c.add_argument("--smoke-url", help="Base URL for the smoke inference when status.url is not reachable from here.")
+    c.add_argument("--force-conflicts", action="store_const", const=True, default=None,
+                   help="Take over fields another field manager owns.")
+    before = len(p._actions)
+    add_spec_arguments(p)
+    spec_fields = {f.name for f in dataclasses.fields(DeploymentSpec)}
+    for action in p._actions[before:]:
+        if action.dest == "canary_traffic_percent":
+            action.help = argparse.SUPPRESS  # --canary is the rollout's word for it
+        if action.dest not in spec_fields or action.dest in ("namespace", "canary_traffic_percent") \
+                or action.default is None:
+            continue
+        default = action.default
+        action.default = None  # None: as the served InferenceService has it
+        if action.help and action.help is not argparse.SUPPRESS:
+            action.help = re.sub(r"\s*\(default: (%\(default\)s|[^)]*)\)", "", action.help).rstrip(".") + \
+                f" (default: as served, else {'on' if default is True else default})."
+    for action in p._actions[before:]:
+        if action.dest == "namespace":
+            action.help = ("Namespace of the InferenceService to update with the alias; without it only the "
+                           "alias moves.")
+        elif action.option_strings == ["--name"]:
+            action.dest = "isvc_name"  # NAME, the positional, is the registered model's
+            action.help = "InferenceService name (default: the model's name)."
+    flags: dict[str, str] = {}
+    for action in p._actions[first:]:
+        if action.option_strings and action.help is not argparse.SUPPRESS:
+            flags.setdefault(action.dest, action.option_strings[-1])
+    p.set_defaults(cluster_flags=flags)
+
+
+def _rollout_options(args: argparse.Namespace) -> Any:
+    """The RolloutOptions the arguments describe, or None without --namespace (the alias only)."""
+    import dataclasses
+    import os
+
+    from pipeserve.kube.render import S3Credentials
+    from pipeserve.kube.spec import DeploymentSpec
+    from pipeserve.rollout import RolloutOptions
+
+    fields = [f.name for f in dataclasses.fields(DeploymentSpec) if not f.name.startswith("_")]
+    dests = {"node_selector": "node_selector", "tolerations": "toleration"}
+    spec = {name: getattr(args, dests.get(name, name), None) for name in fields}
+    spec = {k: v for k, v in spec.items() if v is not None and k not in ("name", "namespace", "canary_traffic_percent")}
+    cluster_only = [d for d in (*_CLUSTER_DESTS, "isvc_name") if getattr(args, d, None) not in (None, False)]
+    if not args.namespace:
+        flags = args.cluster_flags
+        given = sorted({flags.get(dests.get(k, k), k) for k in spec} | {flags.get(d, d) for d in cluster_only})
+        if given:
+            raise ConfigError(f"{', '.join(given)} act on the served InferenceService: add --namespace NS "
+                              f"(without it, {args.verb} only moves the alias).")
+        return None
+    s3 = None
+    if args.s3_credentials:
+        s3 = S3Credentials(args.s3_credentials, os.environ.get("AWS_ACCESS_KEY_ID", ""),
+                           os.environ.get("AWS_SECRET_ACCESS_KEY", ""), endpoint=args.s3_endpoint,
+                           region=args.s3_region, use_https=not args.s3_no_https)
+    elif args.s3_endpoint or args.s3_region or args.s3_no_https:
+        raise ConfigError("--s3-endpoint/--s3-region/--s3-no-https need --s3-credentials NAME.")
+    return RolloutOptions(
+        namespace=args.namespace, name=args.isvc_name, spec_options=spec,
+        canary_percent=getattr(args, "canary_traffic_percent", None), storage_uri=args.storage_uri,
+        wait=args.wait is not False, timeout_s=600 if args.timeout is None else args.timeout,
+        smoke=None if args.smoke is False else _smoke, smoke_url=args.smoke_url,
+        force_conflicts=bool(args.force_conflicts), s3=s3)
+
+
+def _smoke(base_url: str, model: str, n_features: int) -> dict[str, Any]:
+    from pipeserve.kube.client import smoke_infer
+
+    return smoke_infer(base_url, model, n_features)
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    from pipeserve.kube.client import Cluster
+
+    return Cluster(args.context).connect()
+
+
+def _say(args: argparse.Namespace, started: float) -> Any:
+    import time
+
+    def say(line: str) -> None:
+        print(f"pipeserve {args.command}: [{time.monotonic() - started:5.1f}s] {line}", file=sys.stderr, flush=True)
+
+    return say
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -113,6 +252,10 @@ def _show(reg: MlflowRegistry, args: argparse.Namespace) -> None:
               ("metrics", " · ".join(f"{k} {v:.4f}" for k, v in sorted(mv.metrics.items())) or "-"),
               ("data", mv.data_fingerprint or "-"), ("mlflow run", mv.run_id or "-"), ("source", mv.source),
               ("storage uri", storage or f"(none) {problem}"), ("card sha256", mv.card_sha256 or "-")]
+    if mv.tags.get("pipeserve.rollout.outcome"):
+        last = {k: mv.tags.get(f"pipeserve.rollout.{k}", "?") for k in ("outcome", "where", "action", "at", "by")}
+        fields.insert(-1, ("last rollout", f"{last['outcome']} in {last['where']} ({last['action']}, {last['at']}, "
+                                           f"by {last['by']})"))
     fields += [(f"  {path}", sha) for path, sha in sorted(mv.files.items())]
     width = max(len(k) for k, _ in fields)
     sys.stdout.write("".join(f"{k:<{width}}  {v}\n" for k, v in fields))
@@ -142,6 +285,9 @@ def _promote(reg: MlflowRegistry, args: argparse.Namespace) -> None:
         champion = gate.champion_from_registry(reg, args.name)
         verdict = gate.evaluate(mv.metrics, champion, args.gate, task=mv.task or "",
                                 challenger_label=f"{mv.name}/{mv.version}", data_fingerprint=mv.data_fingerprint)
+    options = _rollout_options(args)
+    if options is not None and (verdict is None or verdict.passed):
+        return _promote_on_cluster(reg, args, version, expected, verdict, options)
     change = None
     if verdict is None or verdict.passed:
         change = reg.promote(args.name, version, expected=expected, reason=args.reason)
@@ -162,10 +308,78 @@ def _promote(reg: MlflowRegistry, args: argparse.Namespace) -> None:
 
 
 def _rollback(reg: MlflowRegistry, args: argparse.Namespace) -> None:
+    options = _rollout_options(args)
+    if options is not None:
+        import time
+
+        from pipeserve.rollout import rollback
+
+        started = time.monotonic()
+        cluster = _connect(args)
+        rollout = rollback(reg, cluster, args.name, options, reason=args.reason, progress=_say(args, started))
+        if args.output == "json":
+            return _print_json(rollout.to_dict())
+        return _print_rollout(rollout)
     change = reg.rollback(args.name, reason=args.reason)
     if args.output == "json":
         return _print_json(change.to_dict())
     print(_change_line(args.name, change))
+
+
+def _promote_on_cluster(reg: MlflowRegistry, args: argparse.Namespace, version: str, expected: str | None,
+                        verdict: Any, options: Any) -> None:
+    import time
+
+    from pipeserve.rollout import promote
+
+    started = time.monotonic()
+    if verdict is not None and args.output != "json":
+        print(verdict.summary(), flush=True)
+    cluster = _connect(args)
+    rollout = promote(reg, cluster, args.name, version, options, expected=expected, reason=args.reason,
+                      progress=_say(args, started))
+    if args.output == "json":
+        return _print_json({**rollout.to_dict(), "verdict": verdict.to_dict() if verdict else None})
+    _print_rollout(rollout)
+
+
+def _print_rollout(rollout: Any) -> None:
+    """What the rollout did, in a line or two: the alias, then what the cluster serves."""
+    from pipeserve.registry import CHAMPION
+
+    where = f"{rollout.namespace}/{rollout.inference_service}"
+    if rollout.change is not None:
+        print(_change_line(rollout.name, rollout.change))
+    elif rollout.action in ("promote", "rollback"):
+        print(f"{rollout.name}@{CHAMPION} is already {rollout.version}; nothing changed in the registry.")
+    split = _split(rollout)
+    if rollout.action == "canary":
+        print(f"{where}: {rollout.name}/{rollout.version} is the canary: {split}; {rollout.name}@{CHAMPION} stays "
+              f"{rollout.previous or 'unset'}.")
+        print(f"next: pipeserve models promote {rollout.name} {rollout.version} --namespace {rollout.namespace} "
+              f"(all traffic), or pipeserve models rollback {rollout.name} --namespace {rollout.namespace} (0 %).")
+        return
+    if rollout.action == "abort-canary":
+        print(f"{where}: canary of {rollout.name}/{rollout.version} aborted: {split}; {rollout.name}@{CHAMPION} "
+              f"stays {rollout.previous or 'unset'}.")
+        return
+    how = "unchanged" if not rollout.changed else (
+        f"rolled out and Ready {rollout.seconds:.1f} s after the apply" if rollout.seconds is not None
+        else "applied, not waited for")
+    extra = f"; {split}" if rollout.traffic else ""
+    print(f"{where} serves {rollout.name}/{rollout.version} ({rollout.mode} mode): {how}{extra}"
+          f"{f'; {rollout.url}' if rollout.url else ''}")
+    for note in rollout.notes:
+        print(f"note: {note}")
+
+
+def _split(rollout: Any) -> str:
+    parts = []
+    for entry in rollout.traffic:
+        name = entry.get("revision") or ("the latest revision" if entry.get("latest") else "?")
+        label = f" ({entry['tag']})" if entry.get("tag") else (" (latest)" if entry.get("latest") else "")
+        parts.append(f"{entry.get('percent')} % to {name}{label}")
+    return ", ".join(parts) or "traffic split not reported"
 
 
 def _history(reg: MlflowRegistry, args: argparse.Namespace) -> None:

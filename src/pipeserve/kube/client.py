@@ -415,6 +415,7 @@ KNATIVE_SERVICE = ("serving.knative.dev/v1", "Service")
 _DEADLINE_EXCEEDED = "the Deployment exceeded its progress deadline"
 # Written by KServe on the predictor's pod template: the storage URI its storage initializer fetches.
 _SOURCE_URI = "internal.serving.kserve.io/storage-initializer-sourceuri"
+_VERSION_ANNOTATION = "pipeserve.dev/model-version"
 
 
 def _mode(isvc: Mapping[str, Any]) -> str:
@@ -438,7 +439,7 @@ def template_difference(isvc: Mapping[str, Any], template: Mapping[str, Any]) ->
     want = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("pipeserve.dev/")}
     want.update(predictor.get("annotations") or {})
     got = (template.get("metadata") or {}).get("annotations") or {}
-    stale = sorted(k for k, v in want.items() if got.get(k) != v)
+    stale = sorted((k for k, v in want.items() if got.get(k) != v), key=lambda k: (k != _VERSION_ANNOTATION, k))
     if stale:
         return f"annotation {stale[0]} is {got.get(stale[0])!r}, not {want[stale[0]]!r}"
     if _SOURCE_URI in got and model.get("storageUri") and got[_SOURCE_URI] != model["storageUri"]:
@@ -492,12 +493,13 @@ def _deployment_pending(isvc: Mapping[str, Any], deployment: Mapping[str, Any] |
     updated = int(status.get("updatedReplicas") or 0)
     total = int(status.get("replicas") or 0)
     available = int(status.get("availableReplicas") or 0)
+    old = max(total - updated, 0)
+    serving = f" ({old} old one(s) still serving)" if old else ""
     if updated < wanted:
-        return f"Deployment {name}: {updated} of {wanted} new replicas updated"
-    if total > updated:
-        return f"Deployment {name}: {total - updated} old replica(s) still running, new ones not all available"
-    if available < updated:
-        return f"Deployment {name}: {available} of {updated} new replicas available"
+        return f"Deployment {name}: {updated} of {wanted} new replica(s) created{serving}"
+    new_available = max(available - old, 0) if old else available
+    if old or available < updated:
+        return f"Deployment {name}: {min(new_available, updated)} of {updated} new replica(s) available{serving}"
     return None
 
 
@@ -509,6 +511,14 @@ def _knative_pending(isvc: Mapping[str, Any], ksvc: Mapping[str, Any] | None, st
     differs = template_difference(isvc, (ksvc.get("spec") or {}).get("template") or {})
     if differs:
         return f"waiting for KServe to update Knative Service {name} ({differs})"
+    component = (((stored.get("status") or {}).get("components") or {}).get("predictor") or {})
+    canary = ((isvc.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent")
+    # KServe 0.20 splits only once a revision has rolled out to 100 %; until then the latest gets it all.
+    wanted = canary if canary is not None and component.get("latestRolledoutRevision") else 100
+    routed = next((t.get("percent") for t in (ksvc.get("spec") or {}).get("traffic") or [] if t.get("latestRevision")),
+                  None)
+    if routed != wanted:
+        return f"waiting for KServe to route {wanted} % to the latest revision of Knative Service {name} (now {routed})"
     status = ksvc.get("status") or {}
     generation = int(ksvc["metadata"].get("generation") or 0)
     if int(status.get("observedGeneration") or 0) < generation:
@@ -519,7 +529,6 @@ def _knative_pending(isvc: Mapping[str, Any], ksvc: Mapping[str, Any] | None, st
     if ready.get("status") != "True" or latest != created:
         why = f": {ready.get('reason')} {ready.get('message') or ''}".rstrip() if ready.get("reason") else ""
         return f"Knative Service {name}: revision {created or '?'} not Ready (latest ready: {latest or 'none'}){why}"
-    component = (((stored.get("status") or {}).get("components") or {}).get("predictor") or {})
     if component.get("latestReadyRevision") != latest:
         return f"waiting for KServe to report revision {latest}"
     return None

@@ -6,6 +6,7 @@ commands all call :func:`deploy`, so each gets the same checks, waits and messag
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ class Deployed:
         url: Where to send v2 requests (``status.url`` + the v2 model path), when known.
         smoke: The smoke inference's outputs (None when skipped).
         checks: The preflight checks.
+        applied_at: ``time.monotonic()`` when the apply returned (to time the rollout from it).
     """
 
     name: str
@@ -43,6 +45,7 @@ class Deployed:
     url: str | None
     smoke: dict[str, Any] | None
     checks: list[Check] = field(default_factory=list)
+    applied_at: float | None = None
 
 
 def deploy(
@@ -87,13 +90,14 @@ def deploy(
     progress(f"preflight ok ({len(checks)} checks; `pipeserve doctor` shows them)")
     before = cluster.get(isvc["apiVersion"], isvc["kind"], name, namespace)
     objects = cluster.apply_objects(rendered.documents, force_conflicts=force_conflicts)
+    applied_at = time.monotonic()
     generation = int(objects[-1]["metadata"].get("generation", 0))
     changed = before is None or int(before["metadata"].get("generation", 0)) != generation
     applied = [f"{o['kind']}/{o['metadata']['name']}" for o in objects]
     progress(f"applied {', '.join(applied)} in namespace {namespace} (generation {generation}"
              f"{'' if changed else ', unchanged: the same model and options are already applied'})")
     if not wait:
-        return Deployed(name, namespace, applied, generation, changed, None, None, None, checks)
+        return Deployed(name, namespace, applied, generation, changed, None, None, None, checks, applied_at)
     if rollout:
         readiness = cluster.wait_rolled_out(objects[-1], timeout_s=timeout_s, progress=progress)
     else:
@@ -108,4 +112,4 @@ def deploy(
         else:
             outputs = smoke(base, path.rsplit("/", 1)[-1], rendered.card.n_features)
             progress(f"smoke inference ok: {outputs}")
-    return Deployed(name, namespace, applied, generation, changed, readiness, url, outputs, checks)
+    return Deployed(name, namespace, applied, generation, changed, readiness, url, outputs, checks, applied_at)
