@@ -39,7 +39,7 @@ class Connection:
 
     Args:
         host: API server URL, e.g. ``http://127.0.0.1:8888`` or a KFP UI URL behind a gateway.
-        namespace: Kubeflow profile namespace (multi-user KFP); ignored by standalone KFP.
+        namespace: Kubeflow profile namespace (multi-user KFP); None for standalone KFP.
         existing_token: A bearer token (otherwise kfp reads ``KF_PIPELINES_SA_TOKEN_PATH`` in a pod).
         cookies: Cookies for an authenticating proxy, e.g. ``authservice_session=...``.
         ssl_ca_cert: CA bundle for an HTTPS host.
@@ -47,7 +47,7 @@ class Connection:
     """
 
     host: str
-    namespace: str = "kubeflow"
+    namespace: str | None = None
     existing_token: str | None = None
     cookies: str | None = None
     ssl_ca_cert: str | None = None
@@ -60,8 +60,10 @@ class Connection:
 
         with warnings.catch_warnings():  # "This client only works with KFP v2.0.0-beta.2 and later": we know
             warnings.simplefilter("ignore", FutureWarning)
-            return kfp.Client(host=self.host, namespace=self.namespace, existing_token=self.existing_token,
-                              cookies=self.cookies, ssl_ca_cert=self.ssl_ca_cert, ui_host=self.ui_host)
+            # kfp.Client's namespace only locates an in-cluster API; profiles are passed per call.
+            return kfp.Client(host=self.host, namespace=self.namespace or "kubeflow",
+                              existing_token=self.existing_token, cookies=self.cookies, ssl_ca_cert=self.ssl_ca_cert,
+                              ui_host=self.ui_host)
 
     def run_link(self, run_id: str) -> str:
         return f"{(self.ui_host or self.host).rstrip('/')}/#/runs/details/{run_id}"
@@ -246,11 +248,16 @@ def _wait(client: Any, connection: Connection, run_id: str, timeout_s: float,
 
 def _call(fn: Callable[[], Any], connection: Connection, what: str) -> Any:
     """Run one kfp.Client call, turning transport and API errors into pipeserve errors."""
+    import contextlib
+    import io
+
     import urllib3
     from kfp_server_api.exceptions import ApiException
 
     try:
-        return fn()
+        # kfp.Client prints "Pipeline details: <link>" on stdout; our stdout is the result (--output json).
+        with contextlib.redirect_stdout(io.StringIO()):
+            return fn()
     except ApiException as exc:
         message = _server_message(exc)
         if exc.status and 400 <= exc.status < 500 and exc.status not in (401, 403, 404):

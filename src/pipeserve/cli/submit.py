@@ -25,7 +25,7 @@ def add_kfp_arguments(parser: argparse.ArgumentParser) -> None:
     """The connection and pipeline options shared by `submit` and `schedule`."""
     c = parser.add_argument_group("Kubeflow Pipelines (the options of kfp.Client)")
     c.add_argument("--host", required=True, help="KFP API server URL (local cluster: $(cat .cluster/kfp-endpoint)).")
-    c.add_argument("--namespace", default="kubeflow", help="Profile namespace in multi-user KFP (default: kubeflow).")
+    c.add_argument("--namespace", help="Profile namespace in multi-user KFP (default: none, standalone KFP).")
     c.add_argument("--existing-token", metavar="TOKEN",
                    help="Bearer token (in a pod kfp reads KF_PIPELINES_SA_TOKEN_PATH).")
     c.add_argument("--cookies", help="Cookies for an authenticating proxy, e.g. authservice_session=...")
