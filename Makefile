@@ -36,7 +36,7 @@ help: ## Show this help.
 run: $(VENV)/.installed ## Train, evaluate, package and emit an InferenceService locally (iris) into build/.
 	$(BIN)/pipeserve run --output $(OUT)
 
-test: $(VENV)/.installed $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) $(ORT_COMPAT_VENV)/.installed $(MLFLOW_VENV)/.installed cluster-build lint ## Run every test, the local-cluster ones included (builds the cluster binaries once: Go needed).
+test: $(VENV)/.installed $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) $(ORT_COMPAT_VENV)/.installed $(MLFLOW_VENV)/.installed $(KSERVE_STORAGE_VENV)/.installed cluster-build lint ## Run every test, the local-cluster ones included (builds the cluster binaries once: Go needed).
 	PATH="$(TOOLS_BIN):$$PATH" PIPESERVE_CLUSTER_BIN="$(CLUSTER_BIN)" $(BIN)/python -m pytest $(COVERAGE)
 
 test-fast: $(VENV)/.installed $(TOOLS_BIN)/.installed ## The inner loop: everything but the slow and cluster tests (about a minute).
