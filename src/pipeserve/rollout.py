@@ -405,9 +405,10 @@ def _run(registry: MlflowRegistry, cluster: Cluster, plan: _Plan, options: Rollo
             failure = f"it rolled out, but moving {plan.name}@champion failed: {failure}"
         _record(registry, plan, action, "failed", options, cluster, stable, seconds=None, reason=failure,
                 progress=progress)
+        alias = f"{plan.name}@champion stays {champion or 'unset'}" if phase == "apply" else \
+            f"this command did not move {plan.name}@champion"
         raise RolloutFailed(f"{what} to {plan.namespace}/{plan.isvc_name} failed: {failure.rstrip('.')}; {note}; "
-                            f"{plan.name}@champion stays {champion or 'unset'}.",
-                            restored=restored, restore_seconds=restore_seconds) from exc
+                            f"{alias}.", restored=restored, restore_seconds=restore_seconds) from exc
     notes = []
     if not options.wait:
         notes.append("not waited for: nothing checked that it runs, and nothing rolls back by itself")

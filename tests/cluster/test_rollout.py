@@ -316,6 +316,68 @@ def test_cli_errors_are_one_line_with_exit_codes(admin: Cluster, ns: str, model:
     assert (out["action"], out["version"], out["previous"], out["change"]["to_version"]) == ("rollback", "1", "2", "1")
 
 
+def test_the_smoke_inference_gates_the_alias(admin: Cluster, ns: str, model: str, registry: MlflowRegistry,
+                                             tmp_path: Path) -> None:
+    """Pods are simulated, so the smoke inference goes to a local server of the same registered version."""
+    from pipeserve.localserver import LocalServer, free_port
+
+    assert models("promote", registry, model, "1", "--namespace", ns, "--target", "triton-cpu", "--no-smoke").code == 0
+    dead = f"http://127.0.0.1:{free_port()}"
+    failed = models("promote", registry, model, "2", "--namespace", ns, "--smoke-url", dead, "--timeout", "30")
+    assert failed.code == 1
+    line = _one_error_line(failed)
+    assert f"rollout of {model}/2 to {ns}/{model} failed: " in line and dead in line
+    assert f"rolled {ns}/{model} back to version 1" in line and line.endswith(f"{model}@champion stays 1.")
+    assert _served(admin, ns, model)[0] == "1" and registry.aliases(model)[CHAMPION] == "1"
+
+    repository = registry.download(f"{model}/2", tmp_path / "served").parent
+    with LocalServer.serve(repository) as server:
+        passed = models("promote", registry, model, "2", "--namespace", ns, "--smoke-url", server.url)
+    assert passed.code == 0, passed.err
+    assert "smoke inference ok: {'label': [0], 'probabilities': [[" in passed.err
+    assert _served(admin, ns, model)[0] == "2" and registry.aliases(model)[CHAMPION] == "2"
+
+
+def test_an_alias_moved_during_the_rollout_puts_the_cluster_back(admin: Cluster, ns: str, model: str,
+                                                                 registry: MlflowRegistry) -> None:
+    """The alias is compare-and-set after Ready: another writer moving it meanwhile undoes the rollout."""
+    from pipeserve.rollout import RolloutFailed, RolloutOptions, promote
+
+    where = RolloutOptions(namespace=ns, spec_options={"target": "triton-cpu"}, timeout_s=30)
+    promote(registry, admin, model, "1", where)
+
+    def other_writer(base_url: str, name: str, n_features: int) -> dict[str, list[int]]:
+        registry.set_alias(model, CHAMPION, "2", actor="someone-else")  # lands between Ready and the alias move
+        return {"label": [0]}
+
+    rolled = RolloutOptions(namespace=ns, timeout_s=30, smoke=other_writer)
+    with pytest.raises(RolloutFailed) as info:
+        promote(registry, admin, model, "2", rolled, expected="1")
+    message = str(info.value)
+    assert "it rolled out, but moving" in message and "Someone else moved it since" in message
+    assert f"rolled {ns}/{model} back to version 1" in message and "this command did not move" in message
+    assert info.value.restored and info.value.exit_code == 1
+    assert _served(admin, ns, model)[0] == "1"
+
+
+def test_a_version_the_served_runtime_cannot_load_is_refused_before_anything_is_applied(
+        admin: Cluster, ns: str, registry: MlflowRegistry, weak_fit, tmp_path: Path) -> None:  # noqa: F811
+    from pipeserve.workflow import fit_and_package
+
+    name = f"ir{int(time.time() * 1000) % 10**8}"
+    registry.register(renamed(weak_fit, name, tmp_path / "v1"))
+    newer = fit_and_package("iris", tmp_path / "ir10", name="iris", serving_target="pipeserve")  # ONNX IR 10
+    registry.register(renamed(newer, name, tmp_path / "v2"))
+    assert models("promote", registry, name, "1", "--namespace", ns, "--target", "triton-cpu", "--no-smoke").code == 0
+    generation = admin.get(*ISVC, name, ns)["metadata"]["generation"]
+    result = models("promote", registry, name, "2", "--namespace", ns, "--no-smoke")
+    assert result.code == 2
+    line = _one_error_line(result)
+    assert "needs ONNX IR 10" in line and "ONNX Runtime 1.15" in line
+    assert admin.get(*ISVC, name, ns)["metadata"]["generation"] == generation
+    assert registry.aliases(name)[CHAMPION] == "1"
+
+
 def test_a_sqlite_registry_needs_a_storage_uri_for_the_cluster(admin: Cluster, ns: str, good_fit,  # noqa: F811
                                                                empty_db: Path, tmp_path: Path) -> None:  # noqa: F811
     shutil.copy(empty_db, tmp_path / "mlflow.db")

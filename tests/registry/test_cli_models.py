@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -162,3 +163,42 @@ def test_an_unreachable_registry_is_one_line_from_a_real_process(good_fit: FitRe
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("pipeserve models register: error: MLflow registry http://127.0.0.1:")
     assert result.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("argv", "flags"), [
+    (("promote", "iris", "1", "--target", "triton-cpu"), "--target"),
+    (("promote", "iris", "1", "--canary", "10", "--no-smoke"), "--canary, --no-smoke"),
+    (("promote", "iris", "1", "--name", "iris-prod", "--node-selector", "pool=a"), "--name, --node-selector"),
+    (("rollback", "iris", "--storage-uri", "s3://m/iris/", "--context", "prod"), "--context, --storage-uri"),
+])
+def test_cluster_options_without_a_namespace_exit_2_and_move_nothing(uri: str, good_fit: FitResult,
+                                                                     argv: tuple[str, ...], flags: str) -> None:
+    for _ in range(2):
+        _ok("models", "register", str(good_fit.model_dir), "--registry", uri)
+    _ok("models", "promote", "iris", "2", "--registry", uri)
+    line = _one_line_error(2, "models", *argv, "--registry", uri)
+    assert line.endswith(f"error: {flags} act on the served InferenceService: add --namespace NS (without it, "
+                         f"{argv[0]} only moves the alias).")
+    assert json.loads(_ok("models", "show", "iris@champion", "--registry", uri, "--output", "json"))["version"] == "2"
+
+
+def test_rollouts_are_recorded_on_the_version_and_shown(registry: MlflowRegistry, good_fit: FitResult) -> None:
+    from pipeserve.registry.rollouts import MAX_RECORDS, RolloutRecord, record_rollout, rollouts
+
+    registry.register(good_fit.model_dir)
+    record = RolloutRecord(action="promote", outcome="serving", namespace="ml", inference_service="iris",
+                           cluster="https://10.0.0.1:6443", context="prod", mode="Standard", traffic_percent=100,
+                           seconds=0.8)
+    stamped = record_rollout(registry, "iris", "1", record)
+    assert stamped.at.endswith("Z") and stamped.actor == registry.settings.actor
+    assert rollouts(registry, "iris", "1") == [stamped]
+    tags = registry.get("iris/1").tags
+    assert tags["pipeserve.rollout.where"] == "ml/iris on prod (https://10.0.0.1:6443)"
+    assert (tags["pipeserve.rollout.outcome"], tags["pipeserve.rollout.action"]) == ("serving", "promote")
+    show = _ok("models", "show", "iris/1", "--registry", registry.settings.uri)
+    assert re.search(r"^last rollout +serving in ml/iris on prod \(https://10.0.0.1:6443\) \(promote, .+, by ", show,
+                     re.M)
+    for n in range(MAX_RECORDS + 5):
+        record_rollout(registry, "iris", "1", dataclasses.replace(record, outcome="failed", reason=f"try {n}"))
+    kept = rollouts(registry, "iris", "1")
+    assert len(kept) == MAX_RECORDS and kept[-1].reason == f"try {MAX_RECORDS + 4}"

@@ -173,7 +173,9 @@ def _rollout_options(args: argparse.Namespace) -> Any:
     dests = {"node_selector": "node_selector", "tolerations": "toleration"}
     spec = {name: getattr(args, dests.get(name, name), None) for name in fields}
     spec = {k: v for k, v in spec.items() if v is not None and k not in ("name", "namespace", "canary_traffic_percent")}
-    cluster_only = [d for d in (*_CLUSTER_DESTS, "isvc_name") if getattr(args, d, None) not in (None, False)]
+    # Given on the command line: not None (their default); --no-smoke and --no-wait store False.
+    cluster_only = [d for d in (*_CLUSTER_DESTS, "isvc_name") if getattr(args, d, None) is not None
+                    and (getattr(args, d) is not False or d in ("smoke", "wait"))]
     if not args.namespace:
         flags = args.cluster_flags
         given = sorted({flags.get(dests.get(k, k), k) for k in spec} | {flags.get(d, d) for d in cluster_only})
