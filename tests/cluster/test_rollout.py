@@ -378,6 +378,30 @@ def test_a_version_the_served_runtime_cannot_load_is_refused_before_anything_is_
     assert registry.aliases(name)[CHAMPION] == "1"
 
 
+def test_an_identity_that_may_only_touch_inference_services_still_rolls_out(
+        admin: Cluster, ns: str, model: str, registry: MlflowRegistry, kubeconfig_for,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline runner's Role (manifests/rbac): no Deployments to read, so Ready is all it can wait for."""
+    admin.apply_objects([
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "runner", "namespace": ns}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "runner", "namespace": ns},
+         "rules": [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
+                    "verbs": ["create", "patch", "get", "list", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "runner", "namespace": ns},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "runner"},
+         "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": ns}]},
+    ])
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig_for("runner", ns)))
+    result = models("promote", registry, model, "1", "--namespace", ns, "--target", "triton-cpu", "--no-smoke",
+                    "--timeout", "60")
+    assert result.code == 0, result.err
+    assert "Cannot read Deployment" in result.err and "waiting for the InferenceService's Ready condition only" \
+        in result.err
+    assert f"{ns}/{model} serves {model}/1" in result.out
+    assert _served(admin, ns, model)[0] == "1" and registry.aliases(model)[CHAMPION] == "1"
+
+
 def test_a_sqlite_registry_needs_a_storage_uri_for_the_cluster(admin: Cluster, ns: str, good_fit,  # noqa: F811
                                                                empty_db: Path, tmp_path: Path) -> None:  # noqa: F811
     shutil.copy(empty_db, tmp_path / "mlflow.db")

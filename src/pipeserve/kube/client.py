@@ -191,7 +191,7 @@ class Cluster:
         self,
         isvc: Mapping[str, Any],
         timeout_s: float = 600,
-        poll_s: float = 0.5,
+        poll_s: float = 1.0,
         progress: Callable[[str], None] | None = None,
     ) -> Readiness:
         """Wait until the controller runs *this* spec of the InferenceService, then until it is Ready.
@@ -208,27 +208,38 @@ class Cluster:
         Args:
             isvc: The InferenceService as applied (the stored object :meth:`apply_objects` returned).
             timeout_s: How long to wait.
-            poll_s: Seconds between reads.
+            poll_s: Longest pause between reads (they start 50 ms apart and back off to it).
             progress: Called with a line whenever the state changes.
 
         Raises:
             ClusterError: not rolled out in time (with the scheduler's or Knative's reason), or the
                 Deployment exceeded its progress deadline.
+
+        An identity that may not read the workload (Deployment or Knative Service) gets the
+        InferenceService's Ready condition only, and a progress line saying so.
         """
         meta = isvc["metadata"]
         name, namespace = meta["name"], meta.get("namespace") or self.namespace
         knative = _mode(isvc) == kserve.KNATIVE
         deadline = time.monotonic() + timeout_s
         last = ""
+        blind = False
+        pause = 0.05
         while True:
             obj = self.get_inference_service(name, namespace)
             state = _readiness(obj)
-            if knative:
-                workload = self.get(*KNATIVE_SERVICE, f"{name}-predictor", namespace)
-                pending = _knative_pending(isvc, workload, obj)
-            else:
-                workload = self.get("apps/v1", "Deployment", f"{name}-predictor", namespace)
-                pending = _deployment_pending(isvc, workload)
+            pending = None
+            if not blind:
+                kind = KNATIVE_SERVICE if knative else ("apps/v1", "Deployment")
+                try:
+                    workload = self.get(*kind, f"{name}-predictor", namespace)
+                except ClusterError as exc:  # e.g. a pipeline identity that may not read Deployments
+                    blind = True
+                    if progress:
+                        progress(f"{str(exc).rstrip('.')}; waiting for the InferenceService's Ready condition "
+                                 "only, which KServe may report before the new pods run")
+                else:
+                    pending = _knative_pending(isvc, workload, obj) if knative else _deployment_pending(isvc, workload)
             if pending is None and not state.ready:
                 pending = "InferenceService " + (", ".join(f"{k}={v}" for k, v in sorted(state.conditions.items()))
                                                  or "has no status yet")
@@ -248,7 +259,8 @@ class Cluster:
                     f"{f'; predictor pod: {pods}' if pods else ''}; see `kubectl describe inferenceservice {name} "
                     f"-n {namespace}` and the predictor pod's events."
                 )
-            time.sleep(min(poll_s, remaining))
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 1.5, poll_s)
 
     def get_inference_service(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         """The InferenceService as the API server has it (a plain dict).
