@@ -398,16 +398,17 @@ def _run(registry: MlflowRegistry, cluster: Cluster, plan: _Plan, options: Rollo
             raise  # refused before anything changed: the refusal's own error and exit code
         restored, note, restore_seconds = _put_back(cluster, plan, options, progress, wait=options.wait)
         failure = _one_line(str(exc) if isinstance(exc, PipeserveError) else f"{type(exc).__name__}: {exc}")
-        what = {"rollback": f"rollback of {plan.name} to version {plan.version}",
-                "abort-canary": f"aborting the canary of {plan.name}/{plan.version}"}.get(
-                    action, f"{'canary' if action == 'canary' else 'rollout'} of {plan.name}/{plan.version}")
+        where = f"{plan.namespace}/{plan.isvc_name}"
+        what = {"rollback": f"rollback of {where} to {plan.name}/{plan.version}",
+                "abort-canary": f"aborting the canary of {plan.name}/{plan.version} in {where}"}.get(
+                    action, f"{'canary' if action == 'canary' else 'rollout'} of {plan.name}/{plan.version} to {where}")
         if phase == "alias":
             failure = f"it rolled out, but moving {plan.name}@champion failed: {failure}"
         _record(registry, plan, action, "failed", options, cluster, stable, seconds=None, reason=failure,
                 progress=progress)
         alias = f"{plan.name}@champion stays {champion or 'unset'}" if phase == "apply" else \
             f"this command did not move {plan.name}@champion"
-        raise RolloutFailed(f"{what} to {plan.namespace}/{plan.isvc_name} failed: {failure.rstrip('.')}; {note}; "
+        raise RolloutFailed(f"{what} failed: {failure.rstrip('.')}; {note}; "
                             f"{alias}.", restored=restored, restore_seconds=restore_seconds) from exc
     notes = []
     if not options.wait:

@@ -218,6 +218,7 @@ def test_a_rollout_without_gpu_capacity_rolls_back_by_itself_and_leaves_the_alia
     assert result.code == 1 and result.out == ""
     line = _one_error_line(result)
     assert line.startswith(f"pipeserve models promote: error: rollout of {model}/2 to {ns}/{model} failed: ")
+    print(f"\n{line}")
     assert "not Ready after 10s" in line and "Insufficient nvidia.com/gpu" in line
     assert f"rolled {ns}/{model} back to version 1 (Ready " in line and line.endswith(f"{model}@champion stays 1.")
     TIMINGS.setdefault("automatic rollback: re-apply → rolled out and Ready", []).append(
