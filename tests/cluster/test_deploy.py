@@ -67,7 +67,7 @@ def test_a_gpu_target_lands_on_the_gpu_node_and_deploy_returns_once_ready(admin,
     result = deploy(iris_repo, ns, "--no-smoke")
     assert result.code == 0, result.err
     assert result.out.strip().endswith("/v2/models/iris/infer")
-    assert "preflight ok" in result.err and "Ready=True" in result.err
+    assert "preflight ok" in result.err and result.err.splitlines()[-1].endswith("rolled out, Ready")
     # deploy returned only after Ready: everything below is already true, no waiting.
     assert admin.get_inference_service("iris", ns)["status"]["conditions"]
     assert any(c["type"] == "Ready" and c["status"] == "True"

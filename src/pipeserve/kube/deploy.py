@@ -58,7 +58,7 @@ def deploy(
     smoke: Callable[[str, str, int], dict[str, Any]] | None = None,
     smoke_url: str | None = None,
     progress: Callable[[str], None] = lambda _: None,
-    rollout: bool = False,
+    rollout: bool = True,
 ) -> Deployed:
     """Preflight, apply, wait until Ready and (optionally) send one v2 inference.
 
@@ -71,10 +71,10 @@ def deploy(
         smoke: ``(base_url, model, n_features) -> outputs``; None skips the smoke inference.
         smoke_url: Base URL for the smoke inference instead of ``status.url``.
         progress: Called with one line per step.
-        rollout: Wait until the controller has rolled out *this* spec
-            (:meth:`~pipeserve.kube.client.Cluster.wait_rolled_out`), not only until the
+        rollout: Wait until the controller has rolled out *this* spec (the default;
+            :meth:`~pipeserve.kube.client.Cluster.wait_rolled_out`), not only until the
             InferenceService says Ready: in Standard mode KServe keeps Ready=True from the old pods
-            while a new version's pods are Pending.
+            while a new version's pods are Pending. False waits for the Ready condition alone.
 
     Raises:
         ClusterError: a preflight check failed, the cluster refused, or it was not Ready in time.
