@@ -20,10 +20,12 @@ pytestmark = pytest.mark.cluster
 
 GRANTED = [("create", "inferenceservices", "serving.kserve.io"), ("patch", "inferenceservices", "serving.kserve.io"),
            ("get", "inferenceservices", "serving.kserve.io"), ("list", "inferenceservices", "serving.kserve.io"),
-           ("watch", "inferenceservices", "serving.kserve.io")]
+           ("watch", "inferenceservices", "serving.kserve.io"), ("get", "deployments", "apps"),
+           ("watch", "deployments", "apps"), ("get", "pods", ""), ("list", "pods", "")]
 DENIED = [("delete", "inferenceservices", "serving.kserve.io"),
           ("update", "inferenceservices/status", "serving.kserve.io"),
           ("get", "secrets", ""), ("list", "secrets", ""), ("create", "pods", ""), ("create", "deployments", "apps"),
+          ("patch", "deployments", "apps"), ("delete", "pods", ""), ("get", "pods/log", ""),
           ("create", "servingruntimes", "serving.kserve.io"), ("create", "clusterservingruntimes", "serving.kserve.io"),
           ("create", "roles", "rbac.authorization.k8s.io"), ("list", "nodes", "")]
 
@@ -73,6 +75,7 @@ def test_the_pipeline_runner_may_deploy_models_and_nothing_else(admin, kubectl, 
                      "--target", "triton-cpu", "--no-smoke", "--timeout", "60")
     assert result.code == 0, result.err
     assert result.err.splitlines()[-1].endswith("rolled out, Ready")
+    assert "Ready condition only" not in result.err  # it sees the Deployment roll out, not only Ready
     doctor = run_cli("doctor", "--namespace", ns, "--target", "triton-gpu")
     assert "skipped GPU capacity: this identity may not list nodes" in doctor.out
     admin.delete_inference_service("iris", ns)
