@@ -63,6 +63,15 @@ BAD_RUNS = [
     (["--test-size", "2"], "test_size must be between 0 and 1"),
     (["--serving-target", "sagemaker"], "invalid choice: 'sagemaker'"),
     (["--cpu", "--serving-target", "pipeserve"], "not allowed with argument"),
+    (["--grid", "C"], "A grid is given as NAME=V1,V2"),
+    (["--grid", "C=0.1,-1"], "'C' parameter of LogisticRegression must be"),  # every candidate is checked
+    (["--grid", "Cee=1,2"], "Unknown hyperparameter(s) Cee"),
+    (["--grid", "C=0.1,1", "-p", "C=2"], "C is both fixed (-p / params_json) and searched"),
+    (["--grid", "C=0.1,1", "--grid", "C=3"], "given twice"),
+    (["--grid", "C=0.1,1", "--cv-folds", "1"], "--cv-folds must be at least 2"),
+    (["--gate", "f1_macro>=0.9"], "they need --registry"),
+    (["--serving-name", "iris"], "they need --registry"),
+    (["--registry", "file:///tmp/x", "--gate", "default"], "MLflow's file store"),
 ]
 
 
@@ -101,7 +110,7 @@ def test_compile_writes_parseable_yaml(tmp_path):
     assert result.code == 0, result.err
     assert yaml.safe_load((tmp_path / "p.yaml").read_text())["pipelineInfo"]["name"] == "train-and-serve"
     assert len(list(yaml.safe_load_all((tmp_path / "k.yaml").read_text()))) == 2
-    assert len(list((tmp_path / "components").glob("*.yaml"))) == 5
+    assert len(list((tmp_path / "components").glob("*.yaml"))) == 11
 
 
 def test_compile_for_a_prebuilt_image(tmp_path):
@@ -137,3 +146,25 @@ def test_run_end_to_end_from_a_csv(tmp_path):
     isvc = yaml.safe_load((tmp_path / "build" / "inferenceservice.yaml").read_text())
     assert isvc["metadata"]["name"] == "wine"
     assert "nvidia.com/gpu" not in str(isvc)
+
+
+def test_a_bad_gate_rule_fails_before_the_registry_is_touched(tmp_path):
+    result = run_cli("run", "--registry", str(tmp_path / "reg"), "--gate", "log_loss>=champion",
+                     "--output", str(tmp_path / "out"))
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert "did you mean log_loss<=champion" in result.err
+    assert not (tmp_path / "reg").exists() and not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_registry_fails_before_training(tmp_path):
+    from pipeserve.localserver import free_port
+
+    result = run_cli("run", "--registry", f"http://127.0.0.1:{free_port()}", "--output", str(tmp_path / "out"))
+    assert result.code == 1 and result.err.count("\n") == 1 and "is unreachable" in result.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_help_documents_the_lifecycle_options():
+    out = run_cli("run", "--help").out
+    for option in ("--grid", "--cv-folds", "--registry", "--gate", "--serving-name", "--artifacts-destination"):
+        assert option in out

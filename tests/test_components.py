@@ -13,7 +13,17 @@ import pytest
 import yaml
 from kfp import dsl
 
-from pipeserve.components import emit_inference_service, evaluate, load_data, package, train
+from pipeserve.components import (
+    emit_inference_service,
+    evaluate,
+    load_data,
+    package,
+    plan_grid,
+    score_candidate,
+    select_candidate,
+    train,
+)
+from pipeserve.errors import ConfigError
 from pipeserve.modelcard import read_card, verify_files
 
 
@@ -117,91 +127,77 @@ def test_components_are_built_on_first_use_and_leave_no_temporary_folder(tmp_pat
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TMPDIR": str(tmp_path)})
 
 
+# -- the hyperparameter fan-out: plan, score (training split only), select ----------------------
+
+
+def test_plan_grid_expands_the_grid_with_the_fixed_params():
+    candidates = [json.loads(c) for c in plan_grid.python_func(param_grid_json='{"C": [0.1, 1], "tol": [0.001]}',
+                                                               params_json='{"max_iter": 50}')]
+    assert candidates == [{"index": 0, "params": {"C": 0.1, "max_iter": 50, "tol": 0.001}},
+                          {"index": 1, "params": {"C": 1, "max_iter": 50, "tol": 0.001}}]
+    with pytest.raises(ConfigError, match="both fixed"):
+        plan_grid.python_func(param_grid_json='{"C": [1]}', params_json='{"C": 2}')
+
+
+def test_a_candidate_is_scored_on_the_training_split_alone(steps, tmp_path):
+    """The scoring step is given the training table only: with the test table gone it scores the
+    same, and exactly as cross-validation on the training rows does."""
+    from pipeserve import data, tuning
+
+    Path(steps["test_data"].path).unlink()  # nothing could read it now
+    metrics = _artifact(dsl.Metrics, tmp_path, "cv")
+    out = score_candidate.python_func(train_data=steps["train_data"], candidate='{"index": 1, "params": {"C": 0.5}}',
+                                      cv_metrics=metrics, cv_folds=4, random_state=3)
+    got = tuning.CVScore.from_json(out)
+    X, y, _ = data.read_split_frame(steps["train_data"].path, "target")
+    assert got == tuning.cross_validate("classification", "logistic_regression", {"C": 0.5}, X, y, folds=4,
+                                        random_state=3, index=1)
+    assert json.loads(out)["estimator"] == "logistic_regression" and len(got.folds) == 4
+    assert metrics.metadata["cv_f1_macro_mean"] == got.mean and metrics.metadata["candidate"] == "C=0.5"
+
+
+def test_select_candidate_picks_the_best_and_shows_every_score(tmp_path):
+    from pipeserve import tuning
+
+    scores = [tuning.CVScore(i, {"C": c}, "f1_macro", m, 0.01, (m,)).to_json()
+              for i, (c, m) in enumerate([(0.01, 0.87), (1, 0.96), (10, 0.96)])]
+    search, table = _artifact(dsl.Markdown, tmp_path, "search.md"), _artifact(dsl.Metrics, tmp_path, "scores")
+    chosen = select_candidate.python_func(scores=scores, search=search, candidate_scores=table,
+                                          param_grid_json='{"C": [0.01, 1, 10]}')
+    assert json.loads(chosen) == {"C": 1}  # the tie goes to the earlier candidate
+    assert table.metadata["#0 C=0.01"] == 0.87 and table.metadata["chosen"] == 1
+    assert "`C=1` **(chosen)**" in Path(search.path).read_text()
+
+
 # -- a step as a pod runs it --------------------------------------------------------------------
-
-_STEP_RUNNER = """
-import importlib.util, json, sys
-config = json.load(open(sys.argv[1]))
-spec = importlib.util.spec_from_file_location("ephemeral_component", config["source"])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)  # KFP's helper unpacks the embedded archive onto sys.path
-import pipeserve
-assert pipeserve.__file__.startswith(module.__KFP_EMBEDDED_ASSET_DIR), pipeserve.__file__
-from kfp import dsl
-args = {k: getattr(dsl, v["type"])(name=k, uri=v["uri"], metadata=v["metadata"]) if isinstance(v, dict) else v
-        for k, v in config["args"].items()}
-result = getattr(module, config["function"])(**args)
-json.dump({"result": list(result) if isinstance(result, tuple) else result,
-           "metadata": {k: a.metadata for k, a in args.items() if not isinstance(config["args"][k], str)},
-           "modules": sorted({m.split(".")[0] for m in sys.modules})}, open(config["out"], "w"))
-"""
-
-
-def _site_with_only(requirements: list[str], root: Path) -> Path:
-    """A site-packages folder holding only the pinned distributions (links into this venv's)."""
-    import importlib.metadata
-
-    site = root / "site"
-    site.mkdir()
-    for pin in requirements:
-        if pin.startswith("--"):
-            continue
-        dist = importlib.metadata.distribution(pin.split("==")[0])
-        for top in {f.parts[0] for f in dist.files or [] if f.parts[0] != ".."}:
-            if not (site / top).exists():
-                (site / top).symlink_to(Path(dist.locate_file(top)))
-    return site
 
 
 @pytest.mark.slow
 def test_each_step_runs_from_its_archive_with_only_its_pinned_packages(tmp_path):
-    """Like a pod on the stock image, minus pip: pipeserve exists only in the step's embedded
-    archive, and only the distributions the step pins are importable. A module missing from the
-    archive, or a package missing from the pins, fails here as it would on the cluster."""
-    from pipeserve.components import build_components
-    from pipeserve.components.runtime import step_packages
+    """Like a pod on the stock image, minus pip (tests/podsim.py): the fan-out too. The registry
+    steps run the same way against a real MLflow server in tests/registry/test_pipeline_steps.py."""
+    from podsim import StepRunner
 
-    stock = build_components()
-    plan = [
-        ("load_data", {"source": "iris", "train_data": ("Dataset", "train"), "test_data": ("Dataset", "test")}),
-        ("train", {"train_data": "train", "model": ("Model", "model"), "params_json": '{"C": 0.5}'}),
-        ("evaluate", {"model": "model", "train_data": "train", "test_data": "test", "metrics": ("Metrics", "metrics"),
-                      "classification_metrics": ("ClassificationMetrics", "cls"), "model_card": ("Markdown", "card")}),
-        ("package", {"model": "model", "train_data": "train", "test_data": "test", "metrics_json": "<evaluate>",
-                     "model_name": "iris", "packaged_model": ("Model", "packaged")}),
-        ("emit_inference_service", {"packaged_model": "packaged", "model_name": "iris",
-                                    "manifest": ("Artifact", "isvc.yaml"), "target": "triton-cpu"}),
-    ]
-    artifacts: dict[str, dict] = {}
-    results: dict[str, object] = {}
-    env = {"PATH": os.environ["PATH"], "_KFP_RUNTIME": "true", "HOME": str(tmp_path)}
-    for step, spec in plan:
-        work = tmp_path / step
-        work.mkdir()
-        args: dict[str, object] = {}
-        for key, value in spec.items():
-            if isinstance(value, tuple):  # a new output artifact
-                artifacts[value[1]] = {"type": value[0], "uri": str(tmp_path / "artifacts" / value[1]), "metadata": {}}
-                args[key] = artifacts[value[1]]
-            elif value in artifacts:  # an upstream artifact
-                args[key] = artifacts[value]
-            else:
-                args[key] = results["evaluate"] if value == "<evaluate>" else value
-        (tmp_path / "artifacts").mkdir(exist_ok=True)
-        source = work / "ephemeral_component.py"
-        source.write_text(getattr(stock, step).component_spec.implementation.container.command[-1])
-        config = work / "config.json"
-        config.write_text(json.dumps({"source": str(source), "function": step, "args": args,
-                                      "out": str(work / "out.json")}))
-        site = _site_with_only(step_packages(step), work)
-        # -S: no site-packages (and so no editable pipeserve); only the step's pins are importable.
-        proc = subprocess.run([sys.executable, "-S", "-c", _STEP_RUNNER, str(config)], capture_output=True, text=True,
-                              env={**env, "PYTHONPATH": str(site)}, cwd=work, timeout=300)
-        assert proc.returncode == 0, f"{step}:\n{proc.stderr[-3000:]}"
-        out = json.loads((work / "out.json").read_text())
-        results[step] = out["result"]
-        for key, metadata in out["metadata"].items():
-            args[key]["metadata"] = metadata  # type: ignore[index]
-    isvc = yaml.safe_load(Path(artifacts["isvc.yaml"]["uri"]).read_text())
+    pod = StepRunner(tmp_path)
+    new = pod.new
+    pod.run("load_data", {"source": "iris", "train_data": new("Dataset", "train"), "test_data": new("Dataset", "test")})
+    train, test = pod.artifacts["train"], pod.artifacts["test"]
+    candidates = pod.run("plan_grid", {"param_grid_json": '{"C": [0.01, 1]}', "params_json": "{}"})
+    scores = [pod.run("score_candidate", {"train_data": train, "candidate": c, "cv_metrics": new("Metrics", f"cv{i}")},
+                      label=f"score_{i}") for i, c in enumerate(candidates)]
+    chosen = pod.run("select_candidate", {"scores": scores, "search": new("Markdown", "search"),
+                                          "candidate_scores": new("Metrics", "scores"),
+                                          "param_grid_json": '{"C": [0.01, 1]}'})
+    assert json.loads(chosen) == {"C": 1}
+    pod.run("train", {"train_data": train, "model": new("Model", "model"), "params_json": chosen})
+    metrics_json = pod.run("evaluate", {"model": pod.artifacts["model"], "train_data": train, "test_data": test,
+                                        "metrics": new("Metrics", "metrics"),
+                                        "classification_metrics": new("ClassificationMetrics", "cls"),
+                                        "model_card": new("Markdown", "card")})
+    pod.run("package", {"model": pod.artifacts["model"], "train_data": train, "test_data": test,
+                        "metrics_json": metrics_json, "model_name": "iris", "packaged_model": new("Model", "packaged")})
+    pod.run("emit_inference_service", {"packaged_model": pod.artifacts["packaged"], "model_name": "iris",
+                                       "manifest": new("Artifact", "isvc.yaml"), "target": "triton-cpu"})
+    isvc = yaml.safe_load(Path(pod.artifacts["isvc.yaml"]["uri"]).read_text())
     assert isvc["spec"]["predictor"]["model"]["modelFormat"]["name"] == "onnx"
-    assert json.loads(results["evaluate"])["accuracy"] > 0.9
+    assert json.loads(metrics_json)["accuracy"] > 0.9

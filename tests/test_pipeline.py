@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPILED = ROOT / "pipelines" / "train_and_serve.yaml"
 K8S_MANIFEST = ROOT / "manifests" / "pipeline" / "pipeline.yaml"
 COMPONENTS = ROOT / "components"
-STEPS = ("load_data", "train", "evaluate", "package", "emit_inference_service")
+STEPS = ("load_data", "plan_grid", "score_candidate", "select_candidate", "train", "evaluate", "package", "register",
+         "gate", "promote", "emit_inference_service")
 _ARCHIVE = re.compile(r"__KFP_EMBEDDED_ARCHIVE_B64 = '([^']+)'")
 
 
@@ -63,8 +64,73 @@ def test_compiled_pipeline_is_current(fresh):
 
 
 def test_compiled_pipeline_is_small():
-    """One archive per step, holding only the modules that step imports (it was 530 KB: 5 × the whole library)."""
-    assert len(COMPILED.read_bytes()) <= 150_000
+    """One archive per step, holding only the modules that step imports, each step written once.
+
+    It was 530 KB with five steps carrying the whole library, then 115 KB (cap 150 KB). Eleven steps
+    (the fan-out and the registry steps) carry about 210 KB of executors: the cap follows, with
+    the limit that matters below."""
+    assert len(COMPILED.read_bytes()) <= 285_000
+
+
+def test_the_pipeline_version_fits_kubectl_apply():
+    """`kubectl apply -k manifests/pipeline` (client-side) stores the whole PipelineVersion, as JSON,
+    in its last-applied-configuration annotation, and the API server refuses annotations over
+    256 KiB in all. Keep 8 KiB for the other annotations."""
+    for doc in yaml.safe_load_all(K8S_MANIFEST.read_text()):
+        assert len(json.dumps(doc, separators=(",", ":"))) <= 256 * 1024 - 8 * 1024, doc["kind"]
+
+
+def test_each_step_is_written_once_however_often_the_pipeline_uses_it(fresh):
+    """train (plain, and for the best grid candidate) and the emit step (with and without a
+    registry) each have one component and one executor (compiler.share_identical_steps)."""
+    doc = yaml.safe_load((fresh / "p.yaml").read_text())
+    assert sorted(doc["deploymentSpec"]["executors"]) == sorted(f"exec-{s.replace('_', '-')}" for s in STEPS)
+    uses: dict[str, list[str]] = {}
+    for component in [doc["root"], *doc["components"].values()]:
+        for task, spec in component.get("dag", {}).get("tasks", {}).items():
+            uses.setdefault(spec["componentRef"]["name"], []).append(task)
+    assert sorted(uses["comp-train"]) == ["train", "train-2"]
+    assert sorted(uses["comp-emit-inference-service"]) == ["emit-inference-service", "emit-inference-service-2"]
+    assert "comp-train-2" not in doc["components"] and "comp-emit-inference-service-2" not in doc["components"]
+
+
+def _dag(doc: dict, component: str) -> dict:
+    return doc["components"][component]["dag"]["tasks"]
+
+
+def _branches(doc: dict, tasks: dict) -> dict[str, dict]:
+    """The If/Else branches of a condition group: condition -> the branch's tasks."""
+    (group,) = [t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-condition-branches")]
+    branches = _dag(doc, group["componentRef"]["name"])
+    return {b["triggerPolicy"]["condition"]: _dag(doc, b["componentRef"]["name"]) for b in branches.values()}
+
+
+def test_without_a_grid_or_registry_the_dag_runs_the_five_steps_it_always_ran():
+    """The fan-out and the registry steps sit behind conditions on their parameters: with their
+    defaults (empty) nothing of them is scheduled, and the rest is the old chain."""
+    doc = yaml.safe_load(COMPILED.read_text())
+    root = doc["root"]["dag"]["tasks"]
+    assert {t for t in root if not t.startswith("condition-branches")} == {"load-data", "evaluate", "package"}
+    params = doc["root"]["inputDefinitions"]["parameters"]
+    assert params["param_grid_json"]["defaultValue"] == "" and params["registry"]["defaultValue"] == ""
+    grid_group, registry_group = (_branches(doc, {k: v}) for k, v in root.items() if k.startswith("condition-br"))
+    no_grid = grid_group["inputs.parameter_values['pipelinechannel--param_grid_json'] == ''"]
+    assert set(no_grid) == {"train"}
+    grid = grid_group["!(inputs.parameter_values['pipelinechannel--param_grid_json'] == '')"]
+    assert set(grid) == {"plan-grid", "for-loop-4", "select-candidate", "train-2"}
+    assert grid["for-loop-4"]["iteratorPolicy"]["parallelismLimit"] == 4  # bounded fan-out
+    assert set(_dag(doc, grid["for-loop-4"]["componentRef"]["name"])) == {"score-candidate"}
+    assert set(registry_group["inputs.parameter_values['pipelinechannel--registry'] == ''"]) == {
+        "emit-inference-service"}
+    with_registry = registry_group["!(inputs.parameter_values['pipelinechannel--registry'] == '')"]
+    assert {"register", "gate"} <= set(with_registry)
+    (promote_group,) = [t for t in with_registry.values() if "triggerPolicy" in t]
+    condition = promote_group["triggerPolicy"]["condition"]
+    assert condition == "inputs.parameter_values['pipelinechannel--gate-Output'] == 'promote'"
+    assert set(_dag(doc, promote_group["componentRef"]["name"])) == {"promote", "emit-inference-service-2"}
+    # Evaluation and packaging take the model from whichever branch trained it.
+    model = root["evaluate"]["inputs"]["artifacts"]["model"]
+    assert model["taskOutputArtifact"]["producerTask"].startswith("condition-branches")
 
 
 def test_each_step_embeds_only_the_modules_it_imports(fresh):
@@ -73,9 +139,21 @@ def test_each_step_embeds_only_the_modules_it_imports(fresh):
     assert "./pipeserve/kube/builder.py" in files["exec-emit-inference-service"]
     assert not any("/kube/" in f for f in files["exec-load-data"] | files["exec-package"])
     assert "./pipeserve/data.py" not in files["exec-emit-inference-service"]
-    assert "./pipeserve/packaging.py" not in files["exec-train"] | files["exec-evaluate"]
+    assert "./pipeserve/packaging.py" not in files["exec-train"] | files["exec-evaluate"] | files["exec-load-data"]
+    # The fan-out: planning and selecting read JSON; only scoring reads the training table.
+    assert "./pipeserve/tuning.py" in files["exec-plan-grid"] & files["exec-select-candidate"]
+    assert "./pipeserve/data.py" not in files["exec-plan-grid"] | files["exec-select-candidate"]
+    assert "./pipeserve/data.py" in files["exec-score-candidate"]
+    # The registry steps carry the registry, not the manifest builders; the gate carries the cluster
+    # client (to read a served champion), not the registry.
+    for step in ("exec-register", "exec-promote"):
+        assert "./pipeserve/registry/mlflow_registry.py" in files[step]
+        assert not any("/kube/" in f for f in files[step])
+    assert "./pipeserve/kube/client.py" in files["exec-gate"]
+    assert not any("/registry/" in f for f in files["exec-gate"])
     for names in files.values():
-        assert not any("__pycache__" in n or "/serving" in n or "/cli" in n or "/components" in n for n in names)
+        assert not any("__pycache__" in n or "/serving/" in n or "/cli/" in n or "/components/" in n for n in names)
+        assert "./pipeserve/sdk.py" not in names and "./pipeserve/smoke.py" not in names
 
 
 def test_normalization_still_sees_library_changes(fresh):
@@ -103,10 +181,12 @@ def test_compiled_pipeline_parses_and_references_resolve():
     spec = json_format.ParseDict(doc, pipeline_spec_pb2.PipelineSpec())
     assert spec.pipeline_info.name == "train-and-serve"
     tasks = spec.root.dag.tasks
-    assert set(tasks) == {"load-data", "train", "evaluate", "package", "emit-inference-service"}
-    for name, task in tasks.items():
-        component = spec.components[task.component_ref.name]
-        assert component.executor_label in doc["deploymentSpec"]["executors"], name
+    assert set(tasks) == {"load-data", "condition-branches-1", "evaluate", "package", "condition-branches-5"}
+    for name, component in spec.components.items():  # every task's component exists, every executor too
+        for task in component.dag.tasks.values() if component.HasField("dag") else []:
+            assert task.component_ref.name in spec.components, (name, task.component_ref.name)
+        if not component.HasField("dag"):
+            assert component.executor_label in doc["deploymentSpec"]["executors"], name
     params = spec.root.input_definitions.parameters
     assert params["source"].default_value.string_value == "iris"
     assert params["serving_target"].default_value.string_value == "triton-gpu"
@@ -159,6 +239,14 @@ def test_each_step_installs_its_whole_dependency_tree_pinned_and_nothing_more(fr
                     assert canonicalize_name(req.name) in have, f"{name}: {dist_name} needs {req.name}, not pinned"
     assert set(_installs(_executors(compiled)["exec-emit-inference-service"])) == {
         f"PyYAML=={importlib.metadata.version('PyYAML')}", f"kfp=={importlib.metadata.version('kfp')}", "--no-deps"}
+    kfp_only = {f"kfp=={importlib.metadata.version('kfp')}", "--no-deps"}
+    assert set(_installs(_executors(compiled)["exec-plan-grid"])) == kfp_only  # JSON in, JSON out
+    assert set(_installs(_executors(compiled)["exec-select-candidate"])) == kfp_only
+    registry = {tok.split("==")[0] for tok in _installs(_executors(compiled)["exec-register"])}
+    assert "mlflow-skinny" in registry and not {"SQLAlchemy", "scikit-learn", "kubernetes"} & registry
+    gate = {tok.split("==")[0] for tok in _installs(_executors(compiled)["exec-gate"])}
+    assert gate - registry == {"kubernetes", "oauthlib", "requests-oauthlib", "websocket-client", "python-dateutil",
+                               "six"}
 
 
 def test_prebuilt_image_steps_install_nothing(tmp_path):
@@ -170,7 +258,7 @@ def test_prebuilt_image_steps_install_nothing(tmp_path):
     for name, executor in yaml.safe_load(text)["deploymentSpec"]["executors"].items():
         assert executor["container"]["image"] == image, name
     assert "pip install" not in text and "__KFP_EMBEDDED_ARCHIVE_B64" not in text
-    assert len(text) < 40_000
+    assert len(text) < 100_000  # eleven steps, no archives
 
 
 def test_kubernetes_manifest_has_pipeline_and_version():
@@ -259,3 +347,53 @@ def test_a_failed_step_exits_with_its_error_class_code(tmp_path, last_line, code
     message, got = _failure_message(log, "emit-inference-service")
     assert got == code
     assert message.startswith(f"step 'emit-inference-service' failed: {last_line.split(': ', 1)[1]} (full log: ")
+
+
+def _iris_csv(path: Path, poison_test_rows: bool) -> Path:
+    """iris as a CSV; with ``poison_test_rows`` the rows the pipeline holds out get absurd features
+    (the split depends on the labels and the seed only, so the same rows are held out)."""
+    import numpy as np
+    from sklearn.datasets import load_iris
+    from sklearn.model_selection import train_test_split
+
+    frame = load_iris(as_frame=True).frame.rename(columns={"target": "species"})
+    if poison_test_rows:
+        _, test_rows = train_test_split(np.arange(len(frame)), test_size=0.2, random_state=42,
+                                        stratify=frame["species"])
+        features = [c for c in frame.columns if c != "species"]
+        frame.loc[test_rows, features] = -100.0 * frame.loc[test_rows, features].to_numpy()
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.slow
+def test_the_grid_is_searched_by_cross_validation_on_the_training_split_only(tmp_path):
+    """The same grid on iris and on iris with every held-out row poisoned: the candidates' scores
+    and the choice are identical (the search never sees the test rows), while the evaluation on
+    those rows collapses. The choice is the one cross-validation on the training rows makes."""
+    from pipeserve import data, tuning
+
+    grid = '{"C": [0.001, 0.1, 10], "max_iter": [100]}'
+    runs = {}
+    for poisoned in (False, True):
+        csv = _iris_csv(tmp_path / f"iris-{poisoned}.csv", poisoned)
+        runs[poisoned] = run_pipeline(RunOptions(output=tmp_path / f"build-{poisoned}", arguments=dict(
+            source=str(csv), target="species", model_name="iris", param_grid_json=grid, cv_folds=3,
+            storage_uri="s3://m/iris/", serving_target="triton-cpu")))
+    clean, poisoned = runs[False], runs[True]
+    assert clean.search is not None and poisoned.search is not None
+    assert [s.index for s in clean.search.scores] == [0, 1, 2]
+    assert clean.search.scores == poisoned.search.scores  # bit for bit
+    assert clean.search.chosen == poisoned.search.chosen == {"C": 10, "max_iter": 100}
+    assert clean.card.estimator["params"]["C"] == 10
+    assert clean.metrics["accuracy"] > 0.9 and poisoned.metrics["accuracy"] < 0.6  # the test rows were poisoned
+    assert clean.step_counts["score-candidate"] == 3 and "train-2" in clean.step_seconds
+    report = clean.search.report.read_text()
+    assert "`C=10 max_iter=100` **(chosen)**" in report and "training split" in report
+
+    ds = data.load_dataset(str(tmp_path / "iris-False.csv"), target="species")
+    split = data.split_dataset(ds, test_size=0.2, random_state=42)
+    expected = [tuning.cross_validate("classification", "logistic_regression", {"C": c, "max_iter": 100},
+                                      split.X_train, split.y_train, folds=3, random_state=42, index=i)
+                for i, c in enumerate([0.001, 0.1, 10])]
+    assert clean.search.scores == expected

@@ -1,8 +1,15 @@
 """pipeserve: from a scikit-learn model to an autoscaled KServe InferenceService.
 
 Importing the package is cheap on purpose: heavy modules (scikit-learn, onnxruntime, kfp,
-kserve) are imported by the submodules that need them, not here.
+kserve, mlflow) are imported by the submodules that need them, not here. The SDK entry points
+(:func:`fit`, :func:`run_pipeline`, :func:`load`) load :mod:`pipeserve.sdk` when called::
+
+    m = pipeserve.fit("iris")
+    with m.serve() as endpoint:
+        endpoint.predict([[5.1, 3.5, 1.4, 0.2]])
 """
+
+import typing as _typing
 
 from pipeserve.errors import (
     ClusterError,
@@ -17,6 +24,11 @@ from pipeserve.errors import (
     PipeserveError,
     UserError,
 )
+
+if _typing.TYPE_CHECKING:
+    from pathlib import Path
+
+    from pipeserve.sdk import Model
 
 __version__ = "0.1.0"
 
@@ -33,4 +45,28 @@ __all__ = [
     "PipeserveError",
     "UserError",
     "__version__",
+    "fit",
+    "load",
+    "run_pipeline",
 ]
+
+
+def fit(source: str, **options: _typing.Any) -> "Model":
+    """Train, evaluate and package a model in this process: :func:`pipeserve.sdk.fit`."""
+    from pipeserve.sdk import fit as fit_
+
+    return fit_(source, **options)
+
+
+def run_pipeline(source: str = "iris", **options: _typing.Any) -> "Model":
+    """Run the pipeline locally on kfp.local: :func:`pipeserve.sdk.run_pipeline`."""
+    from pipeserve.sdk import run_pipeline as run_pipeline_
+
+    return run_pipeline_(source, **options)
+
+
+def load(ref: "str | Path", **options: _typing.Any) -> "Model":
+    """A model from a folder or a registry (``iris@champion``, ``iris/3``): :func:`pipeserve.sdk.load`."""
+    from pipeserve.sdk import load as load_
+
+    return load_(ref, **options)

@@ -31,6 +31,7 @@ from pipeserve.catalog import CLASSIFICATION, REGRESSION
 from pipeserve.errors import ConfigError, NotFound, UserError
 
 if TYPE_CHECKING:
+    from pipeserve.kube.client import Cluster
     from pipeserve.registry import Registry
 
 # f1_macro, not accuracy: on imbalanced data (breast_cancer is 63/37) accuracy hides a model that
@@ -43,6 +44,10 @@ TASK_METRICS = {CLASSIFICATION: ("accuracy", "f1_macro", "log_loss", "roc_auc"),
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 # kube.builder.lineage_annotations rounds the pipeserve.dev/metrics values to this many decimals.
 ANNOTATION_DECIMALS = 4
+# kube.builder.ANNOTATION_PREFIX (a test holds them equal); spelled here so that gating a model, in
+# a pipeline step too, does not import the manifest builders.
+ANNOTATION_PREFIX = "pipeserve.dev/"
+_CHAMPION = "champion"  # pipeserve.registry.CHAMPION
 _EXAMPLE = "e.g. 'f1_macro>=champion; log_loss<=champion+0.02; accuracy>=0.9'"
 _CLAUSE = re.compile(r"(?P<metric>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>>=|<=|==|=|>|<)\s*(?P<rhs>.*)")
 _CHAMPION_RHS = re.compile(r"champion\s*(?:(?P<sign>[+-])\s*(?P<offset>[0-9.]+(?:[eE][+-]?[0-9]+)?)\s*(?P<pct>%)?)?")
@@ -164,14 +169,23 @@ class ChampionMetrics:
 
 def champion_from_registry(registry: Registry, name: str) -> ChampionMetrics | None:
     """The ``champion`` version's metrics from the registry; None if there is no champion yet."""
-    from pipeserve.registry import CHAMPION, ModelRef
-
     try:
-        mv = registry.get(ModelRef(name, alias=CHAMPION))
+        mv = registry.get(f"{name}@{_CHAMPION}")
     except NotFound:
         return None
-    return ChampionMetrics(dict(mv.metrics), f"registry {name}@{CHAMPION} (version {mv.version})", name, mv.version,
-                           data_fingerprint=mv.data_fingerprint)
+    return champion_from_version(mv.to_dict())
+
+
+def champion_from_version(version: Mapping[str, Any]) -> ChampionMetrics:
+    """The champion's metrics from its registered version, as ``ModelVersion.to_dict()`` gives it.
+
+    (The pipeline's register step reads the champion and hands this dict to the gate step, which
+    then needs no registry client.)
+    """
+    name, number = version.get("name"), str(version["version"])
+    return ChampionMetrics({str(k): float(v) for k, v in (version.get("metrics") or {}).items()},
+                           f"registry {name}@{_CHAMPION} (version {number})", name, number,
+                           data_fingerprint=version.get("data_fingerprint"))
 
 
 def champion_from_annotations(annotations: Mapping[str, str], what: str = "the InferenceService") -> ChampionMetrics:
@@ -180,8 +194,6 @@ def champion_from_annotations(annotations: Mapping[str, str], what: str = "the I
     Raises:
         UserError: No (or unreadable) ``pipeserve.dev/metrics`` annotation.
     """
-    from pipeserve.kube.builder import ANNOTATION_PREFIX
-
     key = ANNOTATION_PREFIX + "metrics"
     raw = annotations.get(key)
     if not raw:
@@ -196,6 +208,25 @@ def champion_from_annotations(annotations: Mapping[str, str], what: str = "the I
     label = f"{what} (serving {name} version {version})" if name else what
     return ChampionMetrics(metrics, label, name, version, ANNOTATION_DECIMALS,
                            annotations.get(ANNOTATION_PREFIX + "data-fingerprint"))
+
+
+def champion_from_serving(cluster: Cluster, name: str, namespace: str | None = None) -> ChampionMetrics:
+    """The served model's metrics: the ``pipeserve.dev/*`` annotations of a deployed InferenceService.
+
+    Args:
+        cluster: A connected :class:`pipeserve.kube.client.Cluster` (the kubeconfig's context, or
+            the pod's own credentials inside a pipeline step).
+        name: The InferenceService.
+        namespace: Its namespace (default: the cluster connection's).
+
+    Raises:
+        ClusterError: The InferenceService does not exist or cannot be read.
+        UserError: It carries no (readable) ``pipeserve.dev/metrics`` annotation.
+    """
+    isvc = cluster.get_inference_service(name, namespace or None)
+    meta = isvc.get("metadata") or {}
+    where = f"InferenceService {meta.get('namespace') or namespace or cluster.namespace}/{name}"
+    return champion_from_annotations(meta.get("annotations") or {}, where)
 
 
 @dataclass(frozen=True)
@@ -321,3 +352,43 @@ def _number(value: Any) -> float | None:
 
 def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's verdict on a registered version, and the champion to compare-and-set against.
+
+    Args:
+        verdict: The decision and its reasons.
+        version: The challenger's version.
+        expected_champion: The registry's champion when the gate read it (None: none yet); a
+            promote after a passed gate expects it still, so a champion moved meanwhile is noticed.
+    """
+
+    verdict: Verdict
+    version: str
+    expected_champion: str | None
+
+
+def gate_registered(registry: Registry, name: str, version: str, rule: str | Rule | None = None, *,
+                    serving: tuple[Cluster, str, str | None] | None = None) -> GateResult:
+    """Judge registered version ``name/version`` against the champion by ``rule``.
+
+    The champion's metrics come from the registry's ``champion`` version, or, with ``serving``
+    (a connected cluster, an InferenceService name and namespace), from that InferenceService's
+    lineage annotations: what is really served. Either way the registry's champion is what a
+    following promote compares-and-sets against.
+
+    Raises:
+        NotFound: No such version.
+        ConfigError: A bad rule.
+        ClusterError: The InferenceService cannot be read.
+    """
+    mv = registry.get(f"{name}/{version}")
+    task = mv.task or ""
+    parsed = rule if isinstance(rule, Rule) else parse_rule(rule, task)  # a bad rule fails before any cluster call
+    registered = champion_from_registry(registry, name)
+    champion = champion_from_serving(*serving) if serving else registered
+    verdict = evaluate(mv.metrics, champion, parsed, task=task, challenger_label=f"{name}/{mv.version}",
+                       data_fingerprint=mv.data_fingerprint)
+    return GateResult(verdict, mv.version, registered.version if registered else None)

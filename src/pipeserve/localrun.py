@@ -6,6 +6,11 @@ interpreter, which already has pipeserve and its dependencies: the steps are bui
 of the library (that is how the compiled pipeline ships to a stock image; see
 :mod:`pipeserve.compiler`). KFP's own logs are verbose (every executor input is dumped), so they go
 to a log file and the terminal gets one line per step.
+
+kfp.local 2.17.3 resolves a ``dsl.OneOf`` of parameters but not of artifacts (a condition group's
+output with two artifact selectors raises "Expected 1 artifact in ArtifactSelectorSpec"); the
+pipeline picks its model from whichever branch trained it that way, so the run patches that one
+resolver for its duration (:func:`_artifact_one_of`) with the rule KFP applies to parameters.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import contextlib
 import importlib
 import io
 import json
+import os
 import re
 import shutil
 import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -52,18 +59,65 @@ class RunOptions:
 
 
 @dataclass(frozen=True)
+class Registration:
+    """What the register, gate and promote steps did (a run with a registry).
+
+    Args:
+        version: The version the registry assigned.
+        storage_uri: The storageUri the manifest would carry (the registry's, when KServe can fetch it).
+        decision: ``promote`` or ``hold back``.
+        passed: Whether the gate passed.
+        summary: The verdict in one line.
+        champion_before: The champion the gate compared with (None: none yet).
+        promotion: The alias move, when promoted (``iris@champion: 1 -> 2``).
+        gate_report: The gate's Markdown (both metric sets, the rule, the verdict).
+    """
+
+    version: str
+    storage_uri: str
+    decision: str
+    passed: bool
+    summary: str
+    champion_before: str | None
+    promotion: str | None
+    gate_report: Path | None
+
+
+@dataclass(frozen=True)
+class Search:
+    """What the hyperparameter fan-out did (a run with a grid).
+
+    Args:
+        scores: Every candidate's cross-validated score, in grid order.
+        chosen: The chosen hyperparameters (trained on the whole training split).
+        report: The Markdown table of every candidate.
+    """
+
+    scores: list[Any]
+    chosen: dict[str, Any]
+    report: Path | None
+
+
+@dataclass(frozen=True)
 class RunResult:
-    """Where a successful local run put its results."""
+    """Where a successful local run put its results.
+
+    ``manifest`` is None when the gate held the model back (no InferenceService is emitted);
+    ``registration`` is None without a registry, ``search`` None without a grid.
+    """
 
     card: ModelCard
     model_dir: Path
     repository: Path
-    manifest: Path
+    manifest: Path | None
     metrics: dict[str, float]
     log: Path
     seconds: float
     step_seconds: dict[str, float]
     test_data: Path
+    registration: Registration | None = None
+    search: Search | None = None
+    step_counts: dict[str, int] = field(default_factory=dict)
 
 
 class _ProgressTee(io.TextIOBase):
@@ -140,7 +194,7 @@ def run_pipeline(options: RunOptions, progress: TextIO = sys.stderr) -> RunResul
     from kfp import local
 
     from pipeserve.components import ComponentRuntime, build_components
-    from pipeserve.pipelines.train_and_serve import train_and_serve_pipeline
+    from pipeserve.pipelines.train_and_serve import GRID_PARALLELISM, train_and_serve_pipeline
 
     output = options.output.resolve()
     kfp_root, logs = output / "kfp", output / "logs"
@@ -148,24 +202,30 @@ def run_pipeline(options: RunOptions, progress: TextIO = sys.stderr) -> RunResul
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / "pipeline.log"
 
-    started: dict[str, float] = {}
-    step_seconds: dict[str, float] = {}
+    running: dict[str, list[float]] = {}  # a ParallelFor runs one task name several times at once
+    spans: dict[str, list[tuple[float, float]]] = {}
     current: list[str] = []
 
     def on_line(line: str) -> None:
+        now = time.perf_counter()
         if m := _STARTED.search(line):
-            started[m.group(1)] = time.perf_counter()
+            running.setdefault(m.group(1), []).append(now)
             current[:] = [m.group(1)]
             progress.write(f"  {m.group(1):<24} running …\n")
         elif m := _FINISHED.search(line):
-            step_seconds[m.group(1)] = time.perf_counter() - started.get(m.group(1), time.perf_counter())
+            starts = running.get(m.group(1)) or [now]
+            start = starts.pop(0)
+            spans.setdefault(m.group(1), []).append((start, now))
             status = "ok" if m.group(2) == "SUCCESS" else m.group(2).lower()
-            progress.write(f"  {m.group(1):<24} {status} ({step_seconds[m.group(1)]:.1f} s)\n")
+            progress.write(f"  {m.group(1):<24} {status} ({now - start:.1f} s)\n")
         progress.flush()
 
-    train_and_serve = train_and_serve_pipeline(build_components(ComponentRuntime.local()))
+    parallelism = max(1, min(GRID_PARALLELISM, os.cpu_count() or 1))
+    train_and_serve = train_and_serve_pipeline(build_components(ComponentRuntime.local()), parallelism)
     t0 = time.perf_counter()
-    with log_path.open("w") as log:
+    with log_path.open("w") as log, _artifact_one_of(), warnings.catch_warnings():
+        # The best grid candidate's train step has a display name for the KFP UI; kfp.local says it ignores it.
+        warnings.filterwarnings("ignore", message=r".*have no effect in the current local runner", category=UserWarning)
         tee = _ProgressTee(log, on_line, sys.__stdout__ if options.verbose else None)
         with contextlib.redirect_stdout(tee):  # type: ignore[type-var]
             local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(kfp_root),
@@ -177,22 +237,108 @@ def run_pipeline(options: RunOptions, progress: TextIO = sys.stderr) -> RunResul
                 message, code = _failure_message(log_path, current[0] if current else None)
                 raise PipelineFailed(message, code) from exc
     seconds = time.perf_counter() - t0
-    return _collect(task, output, log_path, seconds, step_seconds)
+    # A step that ran several times (the grid's candidates) counts from its first start to its last end.
+    step_seconds = {name: max(e for _, e in runs) - min(b for b, _ in runs) for name, runs in spans.items()}
+    counts = {name: len(runs) for name, runs in spans.items()}
+    return _collect(task, output, log_path, seconds, step_seconds, counts)
 
 
-def _collect(task: Any, output: Path, log_path: Path, seconds: float, steps: dict[str, float]) -> RunResult:
+@contextlib.contextmanager
+def _artifact_one_of() -> Iterator[None]:
+    """Let kfp.local resolve a ``dsl.OneOf`` of artifacts (it resolves only parameters ones), for the run.
+
+    The rule is the one kfp.local applies to parameters: of a condition group's candidate outputs,
+    exactly one branch must have produced its artifact.
+    """
+    from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
+
+    original = OrchestratorUtils.__dict__["get_dag_output_artifacts"]
+
+    def get_dag_output_artifacts(cls: Any, dag_outputs_spec: Any, io_store: Any) -> dict[str, Any]:
+        outputs = {}
+        for key, spec in dag_outputs_spec.artifacts.items():
+            found = []
+            for selector in spec.artifact_selectors:
+                try:
+                    found.append(io_store.get_task_output(selector.producer_subtask, selector.output_artifact_key))
+                except (KeyError, ValueError):  # that branch did not run
+                    continue
+            if len(found) != 1:
+                raise ValueError(f"Expected exactly one branch to produce the artifact {key!r}, got {len(found)}.")
+            outputs[key] = found[0]
+        return outputs
+
+    OrchestratorUtils.get_dag_output_artifacts = classmethod(get_dag_output_artifacts)
+    try:
+        yield
+    finally:
+        OrchestratorUtils.get_dag_output_artifacts = original
+
+
+def _collect(task: Any, output: Path, log_path: Path, seconds: float, steps: dict[str, float],
+             counts: dict[str, int]) -> RunResult:
     packaged = Path(task.outputs["packaged_model"].path)
+    run_dir = packaged.parent.parent
+    registered = run_dir / "register" / "registered_model"  # the version as the registry stamped it
     repository = output / "model"
     shutil.rmtree(repository, ignore_errors=True)
-    shutil.copytree(packaged, repository)
-    manifest = output / "inferenceservice.yaml"
-    shutil.copyfile(task.outputs["inference_service"].path, manifest)
+    shutil.copytree(registered if registered.is_dir() else packaged, repository)
     card_dir = next(p.parent for p in repository.glob("*/model-card.json"))
     card = read_card(card_dir)
     (output / "metrics.json").write_text(json.dumps(card.metrics, indent=2, sort_keys=True) + "\n")
-    run_dir = packaged.parent.parent
     markdown = run_dir / "evaluate" / "model_card"
     if markdown.is_file():
         shutil.copyfile(markdown, output / "model-card.md")
+    emitted = sorted(run_dir.glob("emit-inference-service*/manifest"))
+    manifest: Path | None = output / "inferenceservice.yaml"
+    if emitted:
+        shutil.copyfile(emitted[0], manifest)
+    else:  # held back by the gate: no manifest, and none left over from an earlier run
+        manifest.unlink(missing_ok=True)
+        manifest = None
     return RunResult(card, card_dir, repository, manifest, card.metrics, log_path, seconds, steps,
-                     run_dir / "load-data" / "test_data")
+                     run_dir / "load-data" / "test_data", _registration(run_dir, output), _search(run_dir, output),
+                     counts)
+
+
+def _outputs(task_dir: Path) -> dict[str, Any]:
+    """A finished step's parameter outputs and artifact metadata (kfp.local's executor_output.json)."""
+    path = task_dir / "executor_output.json"
+    if not path.is_file():
+        return {}
+    raw = json.loads(path.read_text())
+    out: dict[str, Any] = dict(raw.get("parameterValues") or {})
+    for name, entry in (raw.get("artifacts") or {}).items():
+        out[name] = (entry.get("artifacts") or [{}])[0].get("metadata", {})
+    return out
+
+
+def _copied(src: Path, dest: Path) -> Path | None:
+    dest.unlink(missing_ok=True)
+    if not src.is_file():
+        return None
+    shutil.copyfile(src, dest)
+    return dest
+
+
+def _registration(run_dir: Path, output: Path) -> Registration | None:
+    report = _copied(run_dir / "gate" / "decision", output / "gate.md")
+    registered = _outputs(run_dir / "register")
+    if not registered:
+        return None
+    gate = _outputs(run_dir / "gate").get("decision", {})
+    promoted = _outputs(run_dir / "promote").get("Output")
+    return Registration(str(registered["version"]), str(registered.get("storage_uri", "")),
+                        str(gate.get("decision", "")), bool(gate.get("passed")), str(gate.get("summary", "")),
+                        str(gate.get("champion_version") or "") or None, promoted, report)
+
+
+def _search(run_dir: Path, output: Path) -> Search | None:
+    from pipeserve.tuning import CVScore
+
+    report = _copied(run_dir / "select-candidate" / "search", output / "search.md")
+    chosen = _outputs(run_dir / "select-candidate").get("Output")
+    if chosen is None:
+        return None
+    scores = [CVScore.from_json(_outputs(d)["Output"]) for d in run_dir.glob("for-loop-*-iteration-*/score-candidate")]
+    return Search(sorted(scores, key=lambda s: s.index), json.loads(chosen), report)

@@ -12,7 +12,10 @@ from typing import Any
 
 from pipeserve import data as data_mod
 from pipeserve import evaluation, packaging, runtimes, training
+from pipeserve.lineage import data_lineage
 from pipeserve.modelcard import ModelCard
+
+__all__ = ["FitResult", "data_lineage", "default_model_name", "fit_and_package"]
 
 
 @dataclass(frozen=True)
@@ -24,19 +27,6 @@ class FitResult:
     evaluation: evaluation.Evaluation
     model_dir: Path
     model: Any
-
-
-def data_lineage(ds: data_mod.Dataset, test_size: float, random_state: int) -> dict[str, Any]:
-    """The model card's ``data`` entry for a dataset and its split."""
-    return {
-        "source": ds.source,
-        "target": ds.target,
-        "rows": int(len(ds.frame)),
-        "test_size": test_size,
-        "random_state": random_state,
-        "fingerprint": data_mod.fingerprint(ds.frame),
-        "schema": data_mod.schema(ds),
-    }
 
 
 def fit_and_package(

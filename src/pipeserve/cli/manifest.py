@@ -55,20 +55,33 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model_path",
         type=Path,
-        metavar="MODEL_PATH",
-        help="A model directory (holding model-card.json) or a model repository (its parent).",
+        metavar="MODEL",
+        help="A model directory (holding model-card.json), a model repository (its parent), or a registered "
+        "version: NAME@ALIAS (iris@champion) or NAME/VERSION (iris/3), from --registry.",
     )
     parser.add_argument(
         "--model",
         metavar="NAME",
-        help="Which model of the repository to use when MODEL_PATH holds several.",
+        help="Which model of the repository to use when MODEL holds several.",
     )
     parser.add_argument(
         "--storage-uri",
-        required=True,
         metavar="URI",
         help="Where the cluster fetches the model repository from (the folder holding <name>/), "
-        "e.g. s3://models/iris/, gs://..., pvc://claim/path.",
+        "e.g. s3://models/iris/, gs://..., pvc://claim/path. Required for a folder; for a registered version "
+        "the default is where the registry keeps it, when KServe can fetch that.",
+    )
+    parser.add_argument(
+        "--registry",
+        metavar="URI",
+        help="The model registry a NAME@ALIAS or NAME/VERSION is read from (default $PIPESERVE_REGISTRY, else "
+        "./mlflow.db); the version is downloaded and checked against its card.",
+    )
+    parser.add_argument(
+        "--artifacts-destination",
+        metavar="URI",
+        help="The MLflow server's --artifacts-destination (s3://…), to turn its mlflow-artifacts: locations into "
+        "the bucket path KServe fetches (default $PIPESERVE_REGISTRY_ARTIFACTS).",
     )
 
 
@@ -146,8 +159,21 @@ def render(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
     import os
 
     from pipeserve.kube.render import S3Credentials, render_documents, select_model
+    from pipeserve.registry import is_model_ref, resolve_temporary
 
-    _, card = select_model(args.model_path, args.model)
+    storage_uri = args.storage_uri
+    if is_model_ref(args.model_path):
+        with resolve_temporary(str(args.model_path), registry=args.registry,
+                               artifacts_destination=args.artifacts_destination) as found:
+            card = found.card
+        if not storage_uri and found.storage_uri is None:
+            raise ConfigError(str(found.storage_problem))
+        storage_uri = storage_uri or found.storage_uri
+    else:
+        _, card = select_model(args.model_path, args.model)
+        if not storage_uri:
+            raise ConfigError("--storage-uri is required for a model folder: where the cluster fetches it from, "
+                              "e.g. s3://models/iris/ after uploading the repository there.")
     spec = spec_from_args(args)
     s3 = None
     if args.s3_credentials:
@@ -156,7 +182,7 @@ def render(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
                            endpoint=args.s3_endpoint, region=args.s3_region, use_https=not args.s3_no_https)
     elif args.s3_endpoint or args.s3_region or args.s3_no_https:
         raise ConfigError("--s3-endpoint/--s3-region/--s3-no-https need --s3-credentials NAME.")
-    return render_documents(card, args.storage_uri, spec, s3)
+    return render_documents(card, storage_uri, spec, s3)
 
 
 def _run(args: argparse.Namespace) -> int:

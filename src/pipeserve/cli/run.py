@@ -1,4 +1,5 @@
-"""`pipeserve run`: train, evaluate, package and emit an InferenceService, locally via kfp.local."""
+"""`pipeserve run`: train (or search a grid), evaluate, package, register and gate, and emit an
+InferenceService, locally via kfp.local."""
 
 from __future__ import annotations
 
@@ -33,8 +34,15 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        "hist_gradient_boosting; regression: ridge (default), random_forest, hist_gradient_boosting")
     model.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
                        help="hyperparameter, repeatable (e.g. -p C=0.5 -p max_iter=200)")
+    model.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                       help="search these values, repeatable (e.g. --grid C=0.01,0.1,1 --grid max_iter=100,200): "
+                       "every combination is scored by cross-validation on the training split (never the test "
+                       "split), in parallel, and the best is trained")
+    model.add_argument("--cv-folds", type=int, default=5, metavar="K",
+                       help="cross-validation folds per grid candidate (default: 5)")
     model.add_argument("--model-name", help="model name (default: the dataset name)")
-    model.add_argument("--model-version", default="1", help="model version, a positive integer (default: 1)")
+    model.add_argument("--model-version", default="1",
+                       help="model version, a positive integer (default: 1; with --registry the registry numbers it)")
     model.add_argument("--triton-max-batch-size", type=int, default=0,
                        help="Triton max_batch_size; >0 enables dynamic batching (default: 0)")
     serving = parser.add_argument_group("serving (the emitted InferenceService)")
@@ -51,6 +59,23 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     serving.add_argument("--storage-uri", default="",
                          help="storageUri for the manifest (e.g. s3://bucket/models/iris/ after uploading "
                          "OUTPUT/model there); default: file:// URI of OUTPUT/model")
+    registry = parser.add_argument_group("registry and gate")
+    registry.add_argument("--registry", nargs="?", const="", default=None, metavar="URI",
+                          help="register the model in this MLflow registry (sqlite:///path.db, a path, or "
+                          "http(s)://host:port; no URI: $PIPESERVE_REGISTRY, else ./mlflow.db) as challenger, gate "
+                          "it against the champion, and promote it and emit its InferenceService only if it passes "
+                          "(a model held back is not an error: exit 0, the verdict in the summary)")
+    registry.add_argument("--gate", dest="gate_rule", default="default", metavar="RULE",
+                          help="when the new version may replace the champion, e.g. 'f1_macro>=champion; "
+                          "log_loss<=champion+0.02; accuracy>=0.9' (default: the task's primary metric, f1_macro or "
+                          "rmse, must not get worse)")
+    registry.add_argument("--serving-name", default="", metavar="ISVC",
+                          help="gate against what this deployed InferenceService serves (its pipeserve.dev/* "
+                          "annotations, read through the current kubeconfig) instead of the registry's champion")
+    registry.add_argument("--serving-namespace", default="", metavar="NS", help="namespace of --serving-name")
+    registry.add_argument("--artifacts-destination", default=None, metavar="URI",
+                          help="the MLflow server's --artifacts-destination (s3://…), so the manifest's storageUri "
+                          "is the bucket path (default $PIPESERVE_REGISTRY_ARTIFACTS)")
     parser.add_argument("--output", "-o", type=Path, default=Path("build"), help="output folder (default: build)")
     parser.add_argument("--verbose", "-v", action="store_true", help="stream KFP's full logs")
     parser.add_argument("--no-smoke", dest="smoke", action="store_false",
@@ -61,14 +86,27 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _validate(args: argparse.Namespace) -> tuple[str, str]:
     """Fail fast, in one line, on anything the pipeline would only reject minutes later."""
-    from pipeserve import data, training
+    from pipeserve import data, training, tuning
+    from pipeserve.errors import ConfigError
     from pipeserve.kube import DeploymentSpec
     from pipeserve.workflow import default_model_name
 
     ds = data.load_dataset(args.dataset, target=args.target, task=args.task)
     data.split_dataset(ds, test_size=args.test_size, random_state=args.seed)
-    training.make_estimator(ds.task, args.estimator or training.DEFAULT_ESTIMATOR[ds.task],
-                            training.parse_params(args.param))
+    estimator = args.estimator or training.DEFAULT_ESTIMATOR[ds.task]
+    params = training.parse_params(args.param)
+    training.make_estimator(ds.task, estimator, params)
+    if args.grid:
+        for candidate in tuning.expand_grid(tuning.parse_grid(args.grid), params):
+            training.make_estimator(ds.task, estimator, candidate)
+        if args.cv_folds < 2:
+            raise ConfigError(f"--cv-folds must be at least 2, got {args.cv_folds}.")
+    if args.registry is None and (args.gate_rule != "default" or args.serving_name):
+        raise ConfigError("--gate and --serving-name judge a new version against the champion: they need --registry.")
+    if args.registry is not None:
+        from pipeserve.gate import parse_rule
+
+        parse_rule(args.gate_rule, ds.task)
     spec = DeploymentSpec.from_options(target=_serving_target(args), namespace=args.namespace,
                                        min_replicas=args.min_replicas, max_replicas=args.max_replicas,
                                        runtime_version=args.runtime_version)
@@ -88,18 +126,38 @@ def _serving_target(args: argparse.Namespace) -> str:
     return "triton-cpu" if args.cpu else (args.serving_target or "triton-gpu")
 
 
+def _registry_uri(args: argparse.Namespace) -> tuple[str, str]:
+    """The registry's URI as the steps get it (absolute), and as the summary shows it; checked reachable."""
+    if args.registry is None:
+        return "", ""
+    from pipeserve.registry import open_registry
+
+    registry = open_registry(args.registry or None, artifacts_destination=args.artifacts_destination)
+    registry.check()
+    return registry.settings.uri, registry.settings.display_uri
+
+
 def _run(args: argparse.Namespace) -> int:
-    from pipeserve import training
+    from pipeserve import training, tuning
     from pipeserve.localrun import RunOptions, run_pipeline
 
     task, name = _validate(args)
+    registry, shown = _registry_uri(args)
     output = args.output.resolve()
+    grid = tuning.parse_grid(args.grid) if args.grid else {}
     arguments = {
         "source": args.dataset,
         "target": args.target or "",
         "task": task,
         "estimator": args.estimator or "",
         "params_json": json.dumps(training.parse_params(args.param)),
+        "param_grid_json": json.dumps(grid) if grid else "",
+        "cv_folds": args.cv_folds,
+        "registry": registry,
+        "registry_artifacts": args.artifacts_destination or _env_artifacts() if registry else "",
+        "gate_rule": args.gate_rule,
+        "serving_name": args.serving_name,
+        "serving_namespace": args.serving_namespace,
         "model_name": name,
         "model_version": args.model_version,
         "test_size": args.test_size,
@@ -112,26 +170,48 @@ def _run(args: argparse.Namespace) -> int:
         "storage_uri": args.storage_uri or (output / "model").as_uri(),
         "triton_max_batch_size": args.triton_max_batch_size,
     }
-    print(f"pipeserve run: {name} from {args.dataset} ({task}) on kfp.local", file=sys.stderr)
+    extra = "".join([f", a grid of {len(tuning.expand_grid(grid))} candidates" if grid else "",
+                     f", registry {shown}" if registry else ""])
+    print(f"pipeserve run: {name} from {args.dataset} ({task}) on kfp.local{extra}", file=sys.stderr)
     result = run_pipeline(RunOptions(output=output, arguments=arguments, verbose=args.verbose))
-    _summary(result, arguments, Path.cwd())
+    _summary(result, arguments, Path.cwd(), shown)
     if args.smoke:
         _smoke(result)
     return 0
 
 
-def _example_row(result) -> str:  # type: ignore[no-untyped-def]
-    from pipeserve import data
+def _env_artifacts() -> str:
+    import os
 
-    X, _, _ = data.read_split_frame(result.test_data, result.card.data["target"])
+    from pipeserve.registry import ENV_ARTIFACTS_DESTINATION
+
+    return os.environ.get(ENV_ARTIFACTS_DESTINATION, "")
+
+
+def _test_rows(result):  # type: ignore[no-untyped-def]
+    """(X float32, y) of the run's test split.
+
+    Read by pyarrow from the path itself: pandas.read_parquet hands pyarrow a Python file object,
+    and when pyarrow's scanner thread releases it during interpreter shutdown the process aborts
+    ("terminate called without an active exception", exit 134; seen in about 1 exit in 15).
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    frame = pq.read_table(str(result.test_data)).to_pandas()
+    target = result.card.data["target"]
+    return frame.drop(columns=[target]).to_numpy(dtype=np.float32), frame[target].to_numpy()
+
+
+def _example_row(result) -> str:  # type: ignore[no-untyped-def]
+    X, _ = _test_rows(result)
     return json.dumps([[round(float(v), 4) for v in X[0]]])
 
 
 def _smoke(result) -> None:  # type: ignore[no-untyped-def]
-    from pipeserve import data
     from pipeserve.smoke import smoke_inference
 
-    X, y, _ = data.read_split_frame(result.test_data, result.card.data["target"])
+    X, y = _test_rows(result)
     rows = X[:3]
     print(f"\nSmoke test: pipeserve serve {_rel(result.repository, Path.cwd())}/ on a free port, 3 test rows …",
           flush=True)
@@ -148,7 +228,7 @@ def _rel(path: Path, cwd: Path) -> str:
         return str(path)
 
 
-def _summary(result, arguments: dict, cwd: Path) -> None:  # type: ignore[no-untyped-def]
+def _summary(result, arguments: dict, cwd: Path, registry: str = "") -> None:  # type: ignore[no-untyped-def]
     card = result.card
     metrics = " · ".join(f"{k} {v:.3f}" for k, v in sorted(card.metrics.items()))
     parity = card.parity
@@ -156,23 +236,66 @@ def _summary(result, arguments: dict, cwd: Path) -> None:  # type: ignore[no-unt
         parity_txt = f"{parity['label_mismatches']} label mismatches, max |Δp| {parity['max_abs_probability_diff']:.1e}"
     else:
         parity_txt = f"max |Δ| {parity['max_abs_diff']:.1e}"
-    repo, manifest = _rel(result.repository, cwd), _rel(result.manifest, cwd)
-    steps = " · ".join(f"{step} {seconds:.1f} s" for step, seconds in result.step_seconds.items())
+    repo = _rel(result.repository, cwd)
+    counts = {step: f" ×{n}" if n > 1 else "" for step, n in result.step_counts.items()}
+    steps = " · ".join(f"{_step_name(step)}{counts.get(step, '')} {seconds:.1f} s"
+                       for step, seconds in result.step_seconds.items())
     onnx = (f"IR {card.onnx['ir_version']}, opset {card.onnx['opsets'].get('ai.onnx')}, loads in ONNX Runtime >= "
             f"{card.onnx['min_onnxruntime']} (packaged for {card.onnx['packaged_for']})")
-    print(f"""
-Model {card.name} v{card.version}: {card.estimator['name']} ({card.task}), in {result.seconds:.1f} s
-  steps              {steps}
-  metrics            {metrics}
-  model repository   {_rel(result.model_dir, cwd)}/  (ONNX for Triton, skops, model-card.json; parity: {parity_txt})
-  ONNX               {onnx}
-  InferenceService   {manifest}  ({arguments['serving_target']}, storageUri {arguments['storage_uri']})
-  model card         {_rel(result.model_dir.parent.parent / 'model-card.md', cwd)}
-  KFP log            {_rel(result.log, cwd)}
+    lines = [f"Model {card.name} v{card.version}: {card.estimator['name']} ({card.task}), in {result.seconds:.1f} s",
+             f"  steps              {steps}"]
+    if result.search is not None:
+        from pipeserve.tuning import select_best
 
-Next:
-  pipeserve serve {repo}                       # v2 inference server on http://127.0.0.1:8080
-  pipeserve predict {card.name} --url http://127.0.0.1:8080 '{_example_row(result)}'
-  pipeserve manifest {_rel(result.model_dir, cwd)} --storage-uri s3://BUCKET/PATH/   # after uploading {repo}/
-  kubectl apply -f {manifest}
-  pipeserve compile                                   # pipeline YAML to upload in the KFP UI""")
+        best = select_best(result.search.scores)
+        report = f"; {_rel(result.search.report, cwd)}" if result.search.report else ""
+        lines.append(f"  grid search        {len(result.search.scores)} candidates, {len(best.folds)}-fold CV "
+                     f"{best.metric} on the training split: "
+                     f"{_params(result.search.chosen, json.loads(arguments['param_grid_json']))} chosen "
+                     f"({best.mean:.3f} ± {best.std:.3f}){report}")
+    lines += [f"  metrics            {metrics}",
+              f"  model repository   {_rel(result.model_dir, cwd)}/  (ONNX for Triton, skops, model-card.json; "
+              f"parity: {parity_txt})",
+              f"  ONNX               {onnx}"]
+    reg = result.registration
+    if reg is not None:
+        lines.append(f"  registry           {card.name} version {reg.version} (challenger) in {registry}")
+        report = f"; {_rel(reg.gate_report, cwd)}" if reg.gate_report else ""
+        lines.append(f"  gate               {reg.summary}{report}")
+        if reg.passed:
+            lines.append(f"  champion           {reg.promotion or f'{card.name}@champion: {reg.version}'}")
+        else:
+            lines.append(f"  champion           stays {reg.champion_before or 'unset'}: version {reg.version} was "
+                         "held back (not an error)")
+    storage = reg.storage_uri if reg is not None and reg.storage_uri else arguments["storage_uri"]
+    if result.manifest is not None:
+        lines.append(f"  InferenceService   {_rel(result.manifest, cwd)}  ({arguments['serving_target']}, storageUri "
+                     f"{storage})")
+    else:
+        lines.append("  InferenceService   not emitted: the gate held the model back")
+    lines += [f"  model card         {_rel(result.model_dir.parent.parent / 'model-card.md', cwd)}",
+              f"  KFP log            {_rel(result.log, cwd)}", "", "Next:",
+              f"  pipeserve serve {repo}                       # v2 inference server on http://127.0.0.1:8080",
+              f"  pipeserve predict {card.name} --url http://127.0.0.1:8080 '{_example_row(result)}'"]
+    if reg is not None:
+        flag = f" --registry {registry}"
+        lines += [f"  pipeserve models list {card.name}{flag}   # versions, aliases, metrics",
+                  f"  pipeserve serve {card.name}@champion{flag}"]
+    if result.manifest is not None:
+        lines += [f"  pipeserve manifest {_rel(result.model_dir, cwd)} --storage-uri s3://BUCKET/PATH/   "
+                  f"# after uploading {repo}/",
+                  f"  kubectl apply -f {_rel(result.manifest, cwd)}"]
+    lines.append("  pipeserve compile                                   # pipeline YAML to upload in the KFP UI")
+    print("\n" + "\n".join(lines))
+
+
+def _step_name(task: str) -> str:
+    """kfp.local names the second use of a component ``<name>-2`` (train for the best grid candidate)."""
+    import re
+
+    return re.sub(r"-\d+$", "", task)
+
+
+def _params(params: dict, grid: dict) -> str:
+    """The searched hyperparameters of a candidate: ``C=1 max_iter=100``."""
+    return " ".join(f"{k}={params[k]}" for k in grid if k in params)

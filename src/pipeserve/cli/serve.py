@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 from pipeserve.errors import ConfigError
@@ -37,7 +38,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="A model directory (with model-card.json) or a repository of them "
                         "(`make run` writes build/model), or its storage URI (s3://bucket/path/: downloaded "
                         "to $PIPESERVE_MODEL_CACHE and verified first; endpoint and keys from the AWS_* "
-                        "variables, e.g. AWS_ENDPOINT_URL).")
+                        "variables, e.g. AWS_ENDPOINT_URL), or a registered version NAME@ALIAS (iris@champion) or "
+                        "NAME/VERSION (iris/3) from --registry, downloaded and verified first.")
+    parser.add_argument("--registry", metavar="URI",
+                        help="The model registry NAME@ALIAS or NAME/VERSION is read from (default "
+                        "$PIPESERVE_REGISTRY, else ./mlflow.db).")
     parser.add_argument("--host", default=None, metavar="ADDR",
                         help="Address to bind (default 127.0.0.1; 0.0.0.0 when started with KServe's runtime "
                         "arguments).")
@@ -128,6 +133,16 @@ def _one(a: int | str | None, b: int | str | None, name_a: str, name_b: str) -> 
 
 def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    from pipeserve.registry import is_model_ref
     from pipeserve.serving.server import serve
 
-    return serve(build_settings(args), started)
+    if args.model_dir is None or not is_model_ref(args.model_dir):
+        return serve(build_settings(args), started)
+    from pipeserve.registry import resolve_temporary
+
+    # An alias is read once; the verified copy lives as long as the server.
+    with resolve_temporary(args.model_dir, registry=args.registry) as found:
+        print(f"pipeserve serve: {args.model_dir} is {found.version.name} version {found.version.version} "
+              "(downloaded and verified against its card)", file=sys.stderr, flush=True)
+        args.model_dir = str(found.repository)
+        return serve(build_settings(args), started)

@@ -1,13 +1,15 @@
 """Kubeflow Pipelines components: thin wrappers over the pipeserve library.
 
-One module per step holds the function that runs in the step's pod (:mod:`.data`,
-:mod:`.training`, :mod:`.evaluation`, :mod:`.packaging`, :mod:`.emit`); :mod:`.runtime` turns them
-into KFP components for an image::
+One module per step holds the function that runs in the step's pod (:mod:`.data`, the
+hyperparameter fan-out :mod:`.grid`, :mod:`.scoring`, :mod:`.selection`, then :mod:`.training`,
+:mod:`.evaluation`, :mod:`.packaging`, the registry's :mod:`.registration`, :mod:`.gating`,
+:mod:`.promotion`, and :mod:`.emit`); :mod:`.runtime` turns them into KFP components for an image::
 
     from pipeserve.components import build_components, ComponentRuntime
     steps = build_components(ComponentRuntime.prebuilt("ghcr.io/pipeserve/pipeserve-runtime:0.1.0"))
 
-``pipeserve.components.load_data`` (and ``train``, ``evaluate``, ``package``,
+``pipeserve.components.load_data`` (and ``plan_grid``, ``score_candidate``, ``select_candidate``,
+``train``, ``evaluate``, ``package``, ``register``, ``gate``, ``promote``,
 ``emit_inference_service``) are the components as compiled into ``pipelines/train_and_serve.yaml``:
 stock Python image, pinned packages, embedded library. They are built on first use, not at import.
 """
@@ -26,8 +28,14 @@ __all__ = [
     "build_components",
     "emit_inference_service",
     "evaluate",
+    "gate",
     "load_data",
     "package",
+    "plan_grid",
+    "promote",
+    "register",
+    "score_candidate",
+    "select_candidate",
     "train",
 ]
 

@@ -31,7 +31,7 @@ def load_data(
     from collections import namedtuple
 
     from pipeserve import data
-    from pipeserve.workflow import data_lineage
+    from pipeserve.lineage import data_lineage
 
     ds = data.load_dataset(source, target=target or None, task=task or None)
     train, test = data.split_frames(ds, test_size=test_size, random_state=random_state)

@@ -3,10 +3,11 @@
 KFP tars the folder it is given into the component's command, base64-encoded, and puts it on
 ``sys.path`` in the pod, so ``import pipeserve`` works on a stock Python image. Each component gets
 only the modules its function can import (read from the source, following every ``import`` of a
-pipeserve module, top-level or inside a function, and the ``__init__`` of each package on the
-way), so the compiled pipeline carries small archives and a server-only edit changes none of them.
-The copies leave out docstrings and comments (:func:`code_only`), which the pods do not need; every
-line keeps its number, so a traceback from a pod points at the right line of the repository.
+pipeserve module, top-level or inside a function, but not those under ``if TYPE_CHECKING:``, and
+the ``__init__`` of each package on the way), so the compiled pipeline carries small archives and a
+server-only edit changes none of them. The copies leave out docstrings and comments
+(:func:`code_only`), which the pods do not need; every line keeps its number, so a traceback from
+a pod points at the right line of the repository.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ import io
 import tempfile
 import textwrap
 import tokenize
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pipeserve
 
 _ROOT = Path(pipeserve.__file__).parent
 _PACKAGE = "pipeserve"
+# Never run in a step: pipeserve.fit/run_pipeline/load (in pipeserve/__init__.py, which every step
+# imports) load the SDK only when called, and no step calls them.
+NEVER_IN_A_STEP = ("pipeserve.sdk",)
 
 
 def _module_file(name: str) -> Path | None:
@@ -36,10 +40,35 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): a block that never runs."""
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node of ``tree`` except those inside ``if TYPE_CHECKING:`` blocks (their ``else`` runs)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if _is_type_checking(node):
+            todo.extend(node.orelse)  # type: ignore[attr-defined]
+            todo.append(node.test)  # type: ignore[attr-defined]
+        else:
+            todo.extend(ast.iter_child_nodes(node))
+
+
 def _imports(source: str, module: str = "", is_package: bool = False) -> set[str]:
-    """Every pipeserve name ``source`` imports: modules, and ``module.name`` for each imported name."""
+    """Every pipeserve name ``source`` imports: modules, and ``module.name`` for each imported name.
+
+    Imports under ``if TYPE_CHECKING:`` are left out: they never run, in a pod or anywhere.
+    """
     names: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in _runtime_nodes(ast.parse(source)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -54,18 +83,25 @@ def _imports(source: str, module: str = "", is_package: bool = False) -> set[str
     return {n for n in names if n == _PACKAGE or n.startswith(_PACKAGE + ".")}
 
 
-def library_files(func: Callable[..., object]) -> list[Path]:
+def library_files(func: Callable[..., object], unused: Iterable[str] = ()) -> list[Path]:
     """The files, relative to the package folder, that ``func`` needs from pipeserve in a pod.
 
     The modules it imports, their imports (at any depth, also those inside functions, because the
     step may call them), the ``__init__.py`` of every package on the way, and the data files those
     modules name (e.g. a JSON schema they read).
+
+    Args:
+        func: The component's function.
+        unused: Modules the step's code can reach but never runs, left out with what only they
+            import (declared per step in :data:`pipeserve.components.runtime.NOT_EMBEDDED`; the
+            pod test runs each step from its archive).
     """
+    skip = {*NEVER_IN_A_STEP, *unused}
     todo = _imports(textwrap.dedent(inspect.getsource(func)))
     modules: dict[str, Path] = {}
     while todo:
         name = todo.pop()
-        if name in modules:
+        if name in modules or name in skip:
             continue
         path = _module_file(name)
         if path is None:  # a class or function imported from a module, not a module
@@ -115,14 +151,14 @@ def code_only(source: str) -> str:
 
 
 @contextlib.contextmanager
-def embedded_library(func: Callable[..., object]) -> Iterator[str]:
+def embedded_library(func: Callable[..., object], unused: Iterable[str] = ()) -> Iterator[str]:
     """A temporary folder holding ``pipeserve/`` with :func:`library_files` only (code only); removed on exit.
 
     Pass it as ``embedded_artifact_path``: KFP reads it while building the component, so the
     folder is not needed afterwards.
     """
     with tempfile.TemporaryDirectory(prefix="pipeserve-embed-") as root:
-        for rel in library_files(func):
+        for rel in library_files(func, unused):
             dest = Path(root, _PACKAGE, rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
             if rel.suffix == ".py":

@@ -25,7 +25,13 @@ from typing import Any, NamedTuple
 from pipeserve.components.data import load_data
 from pipeserve.components.emit import emit_inference_service
 from pipeserve.components.evaluation import evaluate
+from pipeserve.components.gating import gate
+from pipeserve.components.grid import plan_grid
 from pipeserve.components.packaging import package
+from pipeserve.components.promotion import promote
+from pipeserve.components.registration import register
+from pipeserve.components.scoring import score_candidate
+from pipeserve.components.selection import select_candidate
 from pipeserve.components.training import train
 from pipeserve.errors import ConfigError
 
@@ -33,23 +39,45 @@ BASE_IMAGE = "python:3.11.9-slim-bookworm"
 
 # What each step's code imports, by distribution; the pins add everything those depend on.
 _TABLES = ("numpy", "pandas", "pyarrow", "scikit-learn")  # every step that reads a split
+# The registry steps talk to an MLflow tracking server (a pod has no lasting disk for a SQLite file):
+# mlflow-skinny is MLflow's client alone; the gate also reads a deployed InferenceService.
+_REGISTRY = ("mlflow-skinny",)
 STEP_REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "load_data": (*_TABLES, "fsspec"),  # pandas reads s3://, gs://, https:// through fsspec
+    "plan_grid": (),  # JSON in, JSON out: the standard library
+    "score_candidate": _TABLES,
+    "select_candidate": (),
     "train": (*_TABLES, "skops"),
     "evaluate": (*_TABLES, "skops"),
     "package": (*_TABLES, "skops", "skl2onnx", "onnx", "onnxruntime"),
+    "register": _REGISTRY,
+    "gate": (*_REGISTRY, "kubernetes"),
+    "promote": _REGISTRY,
     "emit_inference_service": ("PyYAML",),
 }
-_FUNCTIONS = {f.__name__: f for f in (load_data, train, evaluate, package, emit_inference_service)}
+# Modules a step's import closure reaches that its code never runs, left out of its embedded library
+# (pipeserve.components.embed): the gate reads an InferenceService through kube.client, whose
+# smoke_infer (never called by the gate) imports the v2 client and local-server modules.
+NOT_EMBEDDED: dict[str, tuple[str, ...]] = {
+    "gate": ("pipeserve.smoke",),
+}
+_FUNCTIONS = {f.__name__: f for f in (load_data, plan_grid, score_candidate, select_candidate, train, evaluate,
+                                      package, register, gate, promote, emit_inference_service)}
 
 
 class Components(NamedTuple):
-    """The five built components (KFP ``PythonComponent``s), in pipeline order."""
+    """The built components (KFP ``PythonComponent``s), in pipeline order."""
 
     load_data: Any
+    plan_grid: Any
+    score_candidate: Any
+    select_candidate: Any
     train: Any
     evaluate: Any
     package: Any
+    register: Any
+    gate: Any
+    promote: Any
     emit_inference_service: Any
 
 
@@ -157,7 +185,7 @@ def step_packages(step: str, image: str = BASE_IMAGE) -> list[str]:
 
 
 def build_components(runtime: ComponentRuntime | None = None) -> Components:
-    """Build the five KFP components for ``runtime`` (default: the stock image).
+    """Build the KFP components for ``runtime`` (default: the stock image).
 
     Nothing is left behind: the embedded library is copied to a temporary folder that KFP reads
     while building each component, then removed.
@@ -170,7 +198,7 @@ def build_components(runtime: ComponentRuntime | None = None) -> Components:
     built = {}
     for name, func in _FUNCTIONS.items():
         if runtime.install:
-            with embedded_library(func) as root:
+            with embedded_library(func, NOT_EMBEDDED.get(name, ())) as root:
                 built[name] = dsl.component(func, base_image=runtime.image,
                                             packages_to_install=step_packages(name, runtime.image),
                                             embedded_artifact_path=root)

@@ -1,28 +1,45 @@
-"""The pipeserve pipeline: load → train → evaluate → package → emit an InferenceService.
+"""The pipeserve pipeline: load → train (or search a grid) → evaluate → package → register, gate,
+promote → emit an InferenceService.
 
-:func:`train_and_serve_pipeline` wires the five steps for a given build of the components (stock
-image, prebuilt image, or kfp.local); ``train_and_serve`` is the pipeline as compiled into
+:func:`train_and_serve_pipeline` wires the steps for a given build of the components (stock image,
+prebuilt image, or kfp.local); ``train_and_serve`` is the pipeline as compiled into
 ``pipelines/train_and_serve.yaml``, built on first use.
+
+The DAG::
+
+    load-data ─┬─ param_grid_json == "": train
+               └─ else: plan-grid → ParallelFor(score-candidate) → select-candidate → train (the best)
+    evaluate → package (the model from whichever branch ran: dsl.OneOf)
+    ─┬─ registry == "": emit-inference-service (as without a registry)
+     └─ else: register (alias challenger; reads the champion) → gate ─ decision == promote:
+              promote (compare-and-set against that champion) → emit-inference-service (the registered version)
+
+Without a grid the fan-out steps do not run (nor are scheduled), and without a registry neither
+are the registry steps: the run is the five steps it always was.
 """
 
 import functools
 from typing import Any, NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Model
+from kfp.dsl import Model
 
 from pipeserve.components import Components, build_components
 
 PIPELINE_NAME = "train-and-serve"
-DESCRIPTION = ("Train a scikit-learn model, evaluate it, package it as ONNX (Triton layout) + skops "
-               "with a parity check, and emit the KServe InferenceService that serves it.")
+DESCRIPTION = ("Train a scikit-learn model (optionally the best of a cross-validated hyperparameter grid), "
+               "evaluate it, package it as ONNX (Triton layout) + skops with a parity check, register it and "
+               "gate it against the champion, and emit the KServe InferenceService that serves it.")
+# At most this many candidates are scored at once (KFP: iteratorPolicy.parallelismLimit).
+GRID_PARALLELISM = 4
 
 
-def train_and_serve_pipeline(steps: Components) -> Any:
+def train_and_serve_pipeline(steps: Components, grid_parallelism: int = GRID_PARALLELISM) -> Any:
     """The train_and_serve pipeline (a KFP ``GraphComponent``) over ``steps``.
 
     Args:
         steps: The components, from :func:`pipeserve.components.build_components`.
+        grid_parallelism: How many grid candidates are scored at once.
     """
 
     @dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)
@@ -32,10 +49,17 @@ def train_and_serve_pipeline(steps: Components) -> Any:
         task: str = "",
         estimator: str = "",
         params_json: str = "{}",
+        param_grid_json: str = "",
+        cv_folds: int = 5,
         model_name: str = "iris",
         model_version: str = "1",
         test_size: float = 0.2,
         random_state: int = 42,
+        registry: str = "",
+        registry_artifacts: str = "",
+        gate_rule: str = "default",
+        serving_name: str = "",
+        serving_namespace: str = "",
         serving_target: str = "triton-gpu",
         runtime_version: str = "",
         namespace: str = "",
@@ -44,8 +68,8 @@ def train_and_serve_pipeline(steps: Components) -> Any:
         storage_uri: str = "",
         triton_max_batch_size: int = 0,
         source_revision: str = "",
-    ) -> NamedTuple("Outputs", [("packaged_model", Model), ("inference_service", Artifact)]):
-        """Train and package a model and emit its InferenceService.
+    ) -> NamedTuple("Outputs", [("packaged_model", Model)]):
+        """Train and package a model, register and gate it, and emit its InferenceService.
 
         Args:
             source: Built-in dataset (iris, breast_cancer, wine, digits, diabetes), a path or an fsspec URL.
@@ -53,30 +77,56 @@ def train_and_serve_pipeline(steps: Components) -> Any:
             task: classification or regression; empty to infer it.
             estimator: Catalogue estimator; empty for the task's default.
             params_json: Hyperparameters as a JSON object.
-            model_name: Model name (Triton folder and v2 model name).
-            model_version: Model version (positive integer).
+            param_grid_json: Hyperparameter grid, e.g. {"C": [0.01, 0.1, 1], "max_iter": [100, 200]}: every
+                combination is scored by cross-validation on the training split, and the best is trained.
+                Empty: no search.
+            cv_folds: Cross-validation folds per grid candidate.
+            model_name: Model name (Triton folder, v2 model name, registered model).
+            model_version: Model version without a registry (positive integer); a registry numbers versions itself.
             test_size: Fraction held out for evaluation and the parity check.
-            random_state: Seed of the split.
+            random_state: Seed of the split and of the cross-validation folds.
+            registry: MLflow registry to register the model in (an MLflow tracking server, http(s)://host:port);
+                empty: no registry, no gate.
+            registry_artifacts: The MLflow server's --artifacts-destination (s3://...), so the manifest's
+                storageUri is the bucket path KServe fetches.
+            gate_rule: When the new version may replace the champion: clauses separated by ';', e.g.
+                'f1_macro>=champion; log_loss<=champion+0.02; accuracy>=0.9'. default: the task's primary
+                metric (f1_macro, rmse) must not get worse.
+            serving_name: A deployed InferenceService to take the champion's metrics from (its pipeserve.dev/*
+                annotations); empty: the registry's champion.
+            serving_namespace: Namespace of serving_name; empty for the pipeline's own.
             serving_target: triton-gpu, triton-cpu or pipeserve.
             runtime_version: Image tag of the serving runtime (e.g. Triton 24.08-py3); empty for what
                 stock KServe 0.21 runs. The ONNX file is converted for that image's ONNX Runtime.
             namespace: Namespace of the InferenceService.
             min_replicas: Minimum replicas.
             max_replicas: Maximum replicas.
-            storage_uri: storageUri override; empty to use the packaged model's artifact URI.
+            storage_uri: storageUri override; empty to use the registry's location when KServe can fetch it,
+                else the model's artifact URI.
             triton_max_batch_size: Triton max_batch_size (0: no Triton batching).
             source_revision: Source revision of the training code, recorded as lineage.
         """
         data_task = steps.load_data(source=source, target=target, task=task, test_size=test_size,
                                     random_state=random_state)
-        train_task = steps.train(train_data=data_task.outputs["train_data"], estimator=estimator,
-                                 params_json=params_json)
-        evaluate_task = steps.evaluate(model=train_task.outputs["model"], train_data=data_task.outputs["train_data"],
-                                       test_data=data_task.outputs["test_data"], model_name=model_name)
+        train_data, test_data = data_task.outputs["train_data"], data_task.outputs["test_data"]
+        with dsl.If(param_grid_json == ""):
+            train_task = steps.train(train_data=train_data, estimator=estimator, params_json=params_json)
+        with dsl.Else():
+            plan_task = steps.plan_grid(param_grid_json=param_grid_json, params_json=params_json)
+            with dsl.ParallelFor(plan_task.output, parallelism=grid_parallelism) as candidate:
+                score_task = steps.score_candidate(train_data=train_data, candidate=candidate, estimator=estimator,
+                                                   cv_folds=cv_folds, random_state=random_state)
+            select_task = steps.select_candidate(scores=dsl.Collected(score_task.outputs["Output"]),
+                                                 param_grid_json=param_grid_json)
+            best_task = steps.train(train_data=train_data, estimator=estimator,
+                                    params_json=select_task.outputs["Output"])
+            best_task.set_display_name("train-best")
+        model = dsl.OneOf(train_task.outputs["model"], best_task.outputs["model"])
+        evaluate_task = steps.evaluate(model=model, train_data=train_data, test_data=test_data, model_name=model_name)
         package_task = steps.package(
-            model=train_task.outputs["model"],
-            train_data=data_task.outputs["train_data"],
-            test_data=data_task.outputs["test_data"],
+            model=model,
+            train_data=train_data,
+            test_data=test_data,
             metrics_json=evaluate_task.outputs["Output"],
             model_name=model_name,
             model_version=model_version,
@@ -86,20 +136,32 @@ def train_and_serve_pipeline(steps: Components) -> Any:
             serving_target=serving_target,
             runtime_version=runtime_version,
         )
-        emit_task = steps.emit_inference_service(
-            packaged_model=package_task.outputs["packaged_model"],
-            model_name=model_name,
-            target=serving_target,
-            namespace=namespace,
-            min_replicas=min_replicas,
-            max_replicas=max_replicas,
-            storage_uri=storage_uri,
-            runtime_version=runtime_version,
-        )
+        serving = dict(model_name=model_name, target=serving_target, namespace=namespace, min_replicas=min_replicas,
+                       max_replicas=max_replicas, runtime_version=runtime_version)
+        with dsl.If(registry == ""):
+            steps.emit_inference_service(packaged_model=package_task.outputs["packaged_model"],
+                                         storage_uri=storage_uri, **serving)
+        with dsl.Else():
+            register_task = steps.register(packaged_model=package_task.outputs["packaged_model"], registry=registry,
+                                           model_name=model_name, storage_uri=storage_uri,
+                                           registry_artifacts=registry_artifacts,
+                                           pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+            version = register_task.outputs["version"]
+            gate_task = steps.gate(registered_model=register_task.outputs["registered_model"], model_name=model_name,
+                                   champion_json=register_task.outputs["champion_json"], gate_rule=gate_rule,
+                                   serving_name=serving_name, serving_namespace=serving_namespace)
+            with dsl.If(gate_task.outputs["Output"] == "promote"):
+                promote_task = steps.promote(registry=registry, model_name=model_name, version=version,
+                                             decision=gate_task.outputs["decision"],
+                                             registry_artifacts=registry_artifacts,
+                                             pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+                steps.emit_inference_service(packaged_model=register_task.outputs["registered_model"],
+                                             storage_uri=register_task.outputs["storage_uri"],
+                                             **serving).after(promote_task)
         from collections import namedtuple
 
-        outputs = namedtuple("Outputs", ["packaged_model", "inference_service"])
-        return outputs(package_task.outputs["packaged_model"], emit_task.outputs["manifest"])
+        outputs = namedtuple("Outputs", ["packaged_model"])
+        return outputs(package_task.outputs["packaged_model"])
 
     return train_and_serve
 

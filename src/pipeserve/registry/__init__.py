@@ -8,6 +8,7 @@ One small interface, :class:`Registry`, with MLflow behind it (:class:`MlflowReg
     reg.promote("iris", mv.version, expected=reg.aliases("iris").get("champion"))
     reg.download("iris@champion", Path("served"))                     # verified against the card
     reg.storage_uri("iris@champion")                                  # s3://… for KServe
+    with resolve_temporary("iris@champion") as found: ...             # verified copy + storage URI
 
 Importing this package is cheap: MLflow is imported on first use. See docs/registry.md.
 """
@@ -27,6 +28,7 @@ from pipeserve.registry.base import (
     Registry,
     parse_ref,
 )
+from pipeserve.registry.resolve import ResolvedModel, is_model_ref, resolve, resolve_temporary
 from pipeserve.registry.settings import ENV_ARTIFACTS_DESTINATION, ENV_REGISTRY, RegistrySettings
 
 if TYPE_CHECKING:
@@ -45,8 +47,12 @@ __all__ = [
     "ModelVersion",
     "Registry",
     "RegistrySettings",
+    "ResolvedModel",
+    "is_model_ref",
     "open_registry",
     "parse_ref",
+    "resolve",
+    "resolve_temporary",
 ]
 
 

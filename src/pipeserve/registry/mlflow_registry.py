@@ -38,7 +38,7 @@ from pipeserve.registry.base import (
 )
 from pipeserve.registry.locations import kserve_storage_uri
 from pipeserve.registry.settings import RegistrySettings
-from pipeserve.registry.stamping import restamp, single_model_dir, verify_download
+from pipeserve.registry.stamping import files_digest, restamp, single_model_dir, verify_download
 
 ARTIFACT_PATH = "model"
 LINEAGE_MLFLOW_RUN = "mlflow_run_id"
@@ -59,6 +59,16 @@ class MlflowRegistry:
         return f"MlflowRegistry({self.settings.display_uri!r})"
 
     # -- reading ---------------------------------------------------------------------------
+    def check(self) -> None:
+        """Contact the registry (a new SQLite file gets MLflow's tables): fail now, not after training.
+
+        Raises:
+            RegistryError: The registry is unreachable or not an MLflow registry.
+        """
+        client = self._client()
+        with mf.translated(self.settings, "reach the registry"):
+            client.search_registered_models(max_results=1)
+
     def get(self, ref: str | ModelRef) -> ModelVersion:
         ref = parse_ref(ref)
         client = self._client()
@@ -157,8 +167,6 @@ class MlflowRegistry:
                 raise IntegrityError(
                     f"The upload of {stamped.name}/{version} is incomplete ({', '.join(missing[:3])}).")
             card_sha = sha256_file(Path(tmp) / stamped.name / CARD_FILE)
-        from pipeserve.kube.builder import files_digest
-
         for key, value in ((mf.TAG_FILES, json.dumps(stamped.files, sort_keys=True)),
                            (mf.TAG_FILES_DIGEST, files_digest(stamped.files)), (mf.TAG_CARD_SHA256, card_sha)):
             client.set_model_version_tag(stamped.name, version, key, value)
