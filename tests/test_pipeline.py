@@ -397,3 +397,16 @@ def test_the_grid_is_searched_by_cross_validation_on_the_training_split_only(tmp
                                       split.X_train, split.y_train, folds=3, random_state=42, index=i)
                 for i, c in enumerate([0.001, 0.1, 10])]
     assert clean.search.scores == expected
+
+
+def test_step_times_survive_finish_lines_kfp_local_drops():
+    """Three parallel candidates, one finish line lost (kfp.local resets the root logger when an
+    iteration ends): still three runs, ending where the next step starts."""
+    from pipeserve.localrun import _step_times
+
+    events = [(0.0, "load-data", "start"), (1.0, "load-data", "end"), (1.0, "score-candidate", "start"),
+              (1.1, "score-candidate", "start"), (3.0, "score-candidate", "end"), (3.0, "score-candidate", "start"),
+              (3.5, "score-candidate", "end"), (5.0, "select-candidate", "start"), (5.2, "select-candidate", "end")]
+    seconds, counts = _step_times(events, finish=6.0)
+    assert counts == {"load-data": 1, "score-candidate": 3, "select-candidate": 1}
+    assert seconds["score-candidate"] == pytest.approx(4.0) and seconds["load-data"] == pytest.approx(1.0)

@@ -202,20 +202,20 @@ def run_pipeline(options: RunOptions, progress: TextIO = sys.stderr) -> RunResul
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / "pipeline.log"
 
+    events: list[tuple[float, str, str]] = []  # (time, task, "start" | "end")
     running: dict[str, list[float]] = {}  # a ParallelFor runs one task name several times at once
-    spans: dict[str, list[tuple[float, float]]] = {}
     current: list[str] = []
 
     def on_line(line: str) -> None:
         now = time.perf_counter()
         if m := _STARTED.search(line):
+            events.append((now, m.group(1), "start"))
             running.setdefault(m.group(1), []).append(now)
             current[:] = [m.group(1)]
             progress.write(f"  {m.group(1):<24} running …\n")
         elif m := _FINISHED.search(line):
-            starts = running.get(m.group(1)) or [now]
-            start = starts.pop(0)
-            spans.setdefault(m.group(1), []).append((start, now))
+            events.append((now, m.group(1), "end"))
+            start = (running.get(m.group(1)) or [now]).pop(0)
             status = "ok" if m.group(2) == "SUCCESS" else m.group(2).lower()
             progress.write(f"  {m.group(1):<24} {status} ({now - start:.1f} s)\n")
         progress.flush()
@@ -237,10 +237,30 @@ def run_pipeline(options: RunOptions, progress: TextIO = sys.stderr) -> RunResul
                 message, code = _failure_message(log_path, current[0] if current else None)
                 raise PipelineFailed(message, code) from exc
     seconds = time.perf_counter() - t0
-    # A step that ran several times (the grid's candidates) counts from its first start to its last end.
-    step_seconds = {name: max(e for _, e in runs) - min(b for b, _ in runs) for name, runs in spans.items()}
-    counts = {name: len(runs) for name, runs in spans.items()}
+    step_seconds, counts = _step_times(events, t0 + seconds)
     return _collect(task, output, log_path, seconds, step_seconds, counts)
+
+
+def _step_times(events: list[tuple[float, str, str]], finish: float) -> tuple[dict[str, float], dict[str, int]]:
+    """Seconds and runs per task, from kfp.local's start/finish log lines.
+
+    A task that ran several times (the grid's candidates, in parallel) counts from its first start
+    to its last end. kfp.local drops some finish lines of parallel iterations (each one resets the
+    root logger when it ends), so a task with fewer ends than starts ends where the next task starts.
+    """
+    seconds: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for name in dict.fromkeys(task for _, task, _ in events):
+        starts = [t for t, task, kind in events if task == name and kind == "start"]
+        ends = [t for t, task, kind in events if task == name and kind == "end"]
+        if not starts:
+            continue
+        end = max(ends, default=starts[-1])
+        if len(ends) < len(starts):
+            end = min((t for t, task, kind in events if task != name and kind == "start" and t > starts[-1]),
+                      default=finish)
+        seconds[name], counts[name] = end - starts[0], len(starts)
+    return seconds, counts
 
 
 @contextlib.contextmanager
