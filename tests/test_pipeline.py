@@ -410,3 +410,18 @@ def test_step_times_survive_finish_lines_kfp_local_drops():
     seconds, counts = _step_times(events, finish=6.0)
     assert counts == {"load-data": 1, "score-candidate": 3, "select-candidate": 1}
     assert seconds["score-candidate"] == pytest.approx(4.0) and seconds["load-data"] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_a_parallel_run_leaves_print_and_logging_as_it_found_them(tmp_path):
+    """kfp.local's parallel iterations swap builtins.print and the root logger's handlers in
+    threads; after the run both are what they were (in-process callers: the SDK, run_cli)."""
+    import builtins
+    import logging
+
+    printer, handlers, level = builtins.print, logging.getLogger().handlers[:], logging.getLogger().level
+    run_pipeline(RunOptions(output=tmp_path / "build", arguments=dict(
+        source="iris", model_name="iris", param_grid_json='{"C": [0.1, 1, 10]}', cv_folds=2,
+        storage_uri="s3://m/iris/", serving_target="triton-cpu")))
+    assert builtins.print is printer
+    assert logging.getLogger().handlers == handlers and logging.getLogger().level == level

@@ -223,7 +223,7 @@ def run_pipeline(options: RunOptions, progress: TextIO = sys.stderr) -> RunResul
     parallelism = max(1, min(GRID_PARALLELISM, os.cpu_count() or 1))
     train_and_serve = train_and_serve_pipeline(build_components(ComponentRuntime.local()), parallelism)
     t0 = time.perf_counter()
-    with log_path.open("w") as log, _artifact_one_of(), warnings.catch_warnings():
+    with log_path.open("w") as log, _artifact_one_of(), _kfp_local_globals(), warnings.catch_warnings():
         # The best grid candidate's train step has a display name for the KFP UI; kfp.local says it ignores it.
         warnings.filterwarnings("ignore", message=r".*have no effect in the current local runner", category=UserWarning)
         tee = _ProgressTee(log, on_line, sys.__stdout__ if options.verbose else None)
@@ -261,6 +261,27 @@ def _step_times(events: list[tuple[float, str, str]], finish: float) -> tuple[di
                       default=finish)
         seconds[name], counts[name] = end - starts[0], len(starts)
     return seconds, counts
+
+
+@contextlib.contextmanager
+def _kfp_local_globals() -> Iterator[None]:
+    """Put back what kfp.local changes in the process: ``builtins.print`` and the root logger.
+
+    Each task swaps ``builtins.print`` for an indenting one and the root logger's handlers and
+    level for its own, and puts back what it found on exit. Parallel iterations (the grid's
+    candidates, in threads) interleave those swaps, so the last one can leave an indenting print
+    and a handler writing to this run's closed log behind, for whatever the process does next.
+    """
+    import logging
+
+    root = logging.getLogger()
+    printer, handlers, level = builtins.print, root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        builtins.print = printer
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 @contextlib.contextmanager
