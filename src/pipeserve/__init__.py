@@ -9,7 +9,6 @@ kserve, mlflow) are imported by the submodules that need them, not here. The SDK
         endpoint.predict([[5.1, 3.5, 1.4, 0.2]])
 """
 
-import typing as _typing
 
 from pipeserve.errors import (
     ClusterError,
@@ -24,11 +23,6 @@ from pipeserve.errors import (
     PipeserveError,
     UserError,
 )
-
-if _typing.TYPE_CHECKING:
-    from pathlib import Path
-
-    from pipeserve.sdk import Model
 
 __version__ = "0.1.0"
 
@@ -51,21 +45,23 @@ __all__ = [
 ]
 
 
-def fit(source: str, **options: _typing.Any) -> "Model":
-    """Train, evaluate and package a model in this process: :func:`pipeserve.sdk.fit`."""
+# Thin and unannotated on purpose: importing typing here would double `import pipeserve`'s time;
+# pipeserve.sdk holds the signatures.
+def fit(source: str, **options: object):
+    """Train, evaluate and package a model in this process: :func:`pipeserve.sdk.fit` (a ``pipeserve.sdk.Model``)."""
     from pipeserve.sdk import fit as fit_
 
     return fit_(source, **options)
 
 
-def run_pipeline(source: str = "iris", **options: _typing.Any) -> "Model":
-    """Run the pipeline locally on kfp.local: :func:`pipeserve.sdk.run_pipeline`."""
+def run_pipeline(source: str = "iris", **options: object):
+    """Run the pipeline locally on kfp.local: :func:`pipeserve.sdk.run_pipeline` (a ``pipeserve.sdk.Model``)."""
     from pipeserve.sdk import run_pipeline as run_pipeline_
 
     return run_pipeline_(source, **options)
 
 
-def load(ref: "str | Path", **options: _typing.Any) -> "Model":
+def load(ref: object, **options: object):
     """A model from a folder or a registry (``iris@champion``, ``iris/3``): :func:`pipeserve.sdk.load`."""
     from pipeserve.sdk import load as load_
 

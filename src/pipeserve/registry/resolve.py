@@ -15,7 +15,6 @@ lands meanwhile cannot mix two versions.
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,5 +109,7 @@ def resolve(ref: str | ModelRef, dest: Path, *, registry: str | Registry | None 
 def resolve_temporary(ref: str | ModelRef, *, registry: str | Registry | None = None,
                       artifacts_destination: str | None = None) -> Iterator[ResolvedModel]:
     """:func:`resolve` into a temporary folder, removed when the block ends."""
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="pipeserve-model-") as tmp:
         yield resolve(ref, Path(tmp), registry=registry, artifacts_destination=artifacts_destination)
