@@ -118,6 +118,7 @@ class RunResult:
     registration: Registration | None = None
     search: Search | None = None
     step_counts: dict[str, int] = field(default_factory=dict)
+    deployed: str | None = None  # the deploy step's one line (None: no deploy step ran)
 
 
 class _ProgressTee(io.TextIOBase):
@@ -337,9 +338,11 @@ def _collect(task: Any, output: Path, log_path: Path, seconds: float, steps: dic
     else:  # held back by the gate: no manifest, and none left over from an earlier run
         manifest.unlink(missing_ok=True)
         manifest = None
+    deployed = [d for d in sorted(run_dir.glob("deploy*")) if _outputs(d)]  # deploy, or deploy-2 under a registry
+    _copied(deployed[0] / "report" if deployed else run_dir / "deploy" / "report", output / "deploy.md")
     return RunResult(card, card_dir, repository, manifest, card.metrics, log_path, seconds, steps,
                      run_dir / "load-data" / "test_data", _registration(run_dir, output), _search(run_dir, output),
-                     counts)
+                     counts, _outputs(deployed[0]).get("Output") if deployed else None)
 
 
 def _outputs(task_dir: Path) -> dict[str, Any]:

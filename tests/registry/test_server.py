@@ -51,8 +51,11 @@ def test_storage_uri_resolves_to_the_artifacts_destination(server_registry: Mlfl
     verify_files(stored / "where", read_card(stored / "where"))
 
     plain = open_registry(mlflow_server.url)  # no --artifacts-destination given
+    # The bucket path was recorded on the version when it was registered: readers need not know it.
+    assert plain.storage_uri("where/1") == uri
+    plain.register(renamed(good_fit, "where", tmp_path / "again"))  # registered where nobody knew it
     with pytest.raises(UnfetchableStorage, match="PIPESERVE_REGISTRY_ARTIFACTS") as info:
-        plain.storage_uri("where/1")
+        plain.storage_uri("where/2")
     assert "\n" not in str(info.value)
 
 

@@ -76,10 +76,18 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     registry.add_argument("--artifacts-destination", default=None, metavar="URI",
                           help="the MLflow server's --artifacts-destination (s3://…), so the manifest's storageUri "
                           "is the bucket path (default $PIPESERVE_REGISTRY_ARTIFACTS)")
+    cluster = parser.add_argument_group("deploy (on the current kubeconfig's cluster)")
+    cluster.add_argument("--deploy", action="store_true",
+                         help="after the gate passes (or, without --registry, after packaging) put the model on "
+                         "KServe: apply, wait until rolled out and Ready, smoke-test (not with --no-smoke), then "
+                         "move the champion alias; a rollout that never becomes Ready is rolled back")
+    cluster.add_argument("--deploy-timeout", type=int, default=600, metavar="SECONDS",
+                         help="how long the deploy step waits for the rollout (default: 600)")
     parser.add_argument("--output", "-o", type=Path, default=Path("build"), help="output folder (default: build)")
     parser.add_argument("--verbose", "-v", action="store_true", help="stream KFP's full logs")
     parser.add_argument("--no-smoke", dest="smoke", action="store_false",
-                        help="skip the smoke inference through a local v2 server at the end")
+                        help="skip the smoke inference through a local v2 server at the end (and, with --deploy, "
+                        "the deploy step's smoke inference on the cluster)")
     parser.set_defaults(func=_run, command="run")
     return parser
 
@@ -113,6 +121,10 @@ def _validate(args: argparse.Namespace) -> tuple[str, str]:
     from pipeserve import runtimes
 
     runtimes.onnx_target(spec.runtime, spec.runtime_version)
+    if args.deploy:
+        from pipeserve.kube.client import Cluster
+
+        Cluster().connect()  # no cluster: one line now, not after training
     name = args.model_name or default_model_name(args.dataset)
     from pipeserve.packaging import PackageRequest, _check_request
 
@@ -169,6 +181,9 @@ def _run(args: argparse.Namespace) -> int:
         "max_replicas": args.max_replicas,
         "storage_uri": args.storage_uri or (output / "model").as_uri(),
         "triton_max_batch_size": args.triton_max_batch_size,
+        "deploy": args.deploy,
+        "smoke": args.smoke,
+        "deploy_timeout_seconds": args.deploy_timeout,
     }
     extra = "".join([f", a grid of {len(tuning.expand_grid(grid))} candidates" if grid else "",
                      f", registry {shown}" if registry else ""])
@@ -273,6 +288,10 @@ def _summary(result, arguments: dict, cwd: Path, registry: str = "") -> None:  #
                      f"{storage})")
     else:
         lines.append("  InferenceService   not emitted: the gate held the model back")
+    if result.deployed:
+        lines.append(f"  deployed           {result.deployed}")
+    elif arguments.get("deploy"):
+        lines.append("  deployed           nothing: the gate held the model back")
     lines += [f"  model card         {_rel(result.model_dir.parent.parent / 'model-card.md', cwd)}",
               f"  KFP log            {_rel(result.log, cwd)}", "", "Next:",
               f"  pipeserve serve {repo}                       # v2 inference server on http://127.0.0.1:8080",

@@ -3,7 +3,7 @@
 One module per step holds the function that runs in the step's pod (:mod:`.data`, the
 hyperparameter fan-out :mod:`.grid`, :mod:`.scoring`, :mod:`.selection`, then :mod:`.training`,
 :mod:`.evaluation`, :mod:`.packaging`, the registry's :mod:`.registration`, :mod:`.gating`,
-:mod:`.promotion`, and :mod:`.emit`); :mod:`.runtime` turns them into KFP components for an image::
+:mod:`.promotion`, :mod:`.emit` and :mod:`.deployment`); :mod:`.runtime` turns them into KFP components for an image::
 
     from pipeserve.components import build_components, ComponentRuntime
     steps = build_components(ComponentRuntime.prebuilt("ghcr.io/pipeserve/pipeserve-runtime:0.1.0"))
@@ -26,6 +26,7 @@ __all__ = [
     "ComponentRuntime",
     "Components",
     "build_components",
+    "deploy",
     "emit_inference_service",
     "evaluate",
     "gate",

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pipeserve.components.data import load_data
+from pipeserve.components.deployment import deploy
 from pipeserve.components.emit import emit_inference_service
 from pipeserve.components.evaluation import evaluate
 from pipeserve.components.gating import gate
@@ -54,6 +55,10 @@ STEP_REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "gate": (*_REGISTRY, "kubernetes"),
     "promote": _REGISTRY,
     "emit_inference_service": ("PyYAML",),
+    # Applies and watches through the Kubernetes API, checks manifests (jsonschema), moves the alias
+    # (MLflow), and smoke-tests over REST v2 (tritonclient's HTTP client, numpy).
+    "deploy": (*_REGISTRY, "kubernetes", "jsonschema", "PyYAML", "numpy", "tritonclient", "geventhttpclient",
+               "python-rapidjson", "greenlet"),
 }
 # Modules a step's import closure reaches that its code never runs, left out of its embedded library
 # (pipeserve.components.embed): the gate reads an InferenceService through kube.client, whose
@@ -62,7 +67,7 @@ NOT_EMBEDDED: dict[str, tuple[str, ...]] = {
     "gate": ("pipeserve.smoke",),
 }
 _FUNCTIONS = {f.__name__: f for f in (load_data, plan_grid, score_candidate, select_candidate, train, evaluate,
-                                      package, register, gate, promote, emit_inference_service)}
+                                      package, register, gate, promote, emit_inference_service, deploy)}
 
 
 class Components(NamedTuple):
@@ -79,6 +84,7 @@ class Components(NamedTuple):
     gate: Any
     promote: Any
     emit_inference_service: Any
+    deploy: Any
 
 
 @dataclass(frozen=True)

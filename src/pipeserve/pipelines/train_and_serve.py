@@ -10,9 +10,11 @@ The DAG::
     load-data ─┬─ param_grid_json == "": train
                └─ else: plan-grid → ParallelFor(score-candidate) → select-candidate → train (the best)
     evaluate → package (the model from whichever branch ran: dsl.OneOf)
-    ─┬─ registry == "": emit-inference-service (as without a registry)
+    ─┬─ registry == "": emit-inference-service (as without a registry) [→ deploy, when deploy]
      └─ else: register (alias challenger; reads the champion) → gate ─ decision == promote:
-              promote (compare-and-set against that champion) → emit-inference-service (the registered version)
+              ─┬─ not deploy: promote (compare-and-set against that champion) → emit-inference-service
+               └─ deploy: deploy (roll the version out, wait Ready, smoke; then the alias moves,
+                          compare-and-set; never Ready: rolled back) → emit-inference-service
 
 Without a grid the fan-out steps do not run (nor are scheduled), and without a registry neither
 are the registry steps: the run is the five steps it always was.
@@ -68,6 +70,9 @@ def train_and_serve_pipeline(steps: Components, grid_parallelism: int = GRID_PAR
         storage_uri: str = "",
         triton_max_batch_size: int = 0,
         source_revision: str = "",
+        deploy: bool = False,
+        smoke: bool = True,
+        deploy_timeout_seconds: int = 600,
     ) -> NamedTuple("Outputs", [("packaged_model", Model)]):
         """Train and package a model, register and gate it, and emit its InferenceService.
 
@@ -105,6 +110,12 @@ def train_and_serve_pipeline(steps: Components, grid_parallelism: int = GRID_PAR
                 else the model's artifact URI.
             triton_max_batch_size: Triton max_batch_size (0: no Triton batching).
             source_revision: Source revision of the training code, recorded as lineage.
+            deploy: Put the model on KServe (after the gate passes, with a registry): apply, wait until rolled
+                out and Ready, smoke-test, then move the champion alias; a rollout that never becomes Ready is
+                rolled back to the previous champion. Needs the Role in manifests/rbac for the pipeline's
+                ServiceAccount.
+            smoke: With deploy: send one v2 inference once Ready.
+            deploy_timeout_seconds: With deploy: how long to wait for the rollout (and for a rollback).
         """
         data_task = steps.load_data(source=source, target=target, task=task, test_size=test_size,
                                     random_state=random_state)
@@ -138,9 +149,15 @@ def train_and_serve_pipeline(steps: Components, grid_parallelism: int = GRID_PAR
         )
         serving = dict(model_name=model_name, target=serving_target, namespace=namespace, min_replicas=min_replicas,
                        max_replicas=max_replicas, runtime_version=runtime_version)
+        deploying = dict(model_name=model_name, target=serving_target, namespace=namespace, min_replicas=min_replicas,
+                         max_replicas=max_replicas, runtime_version=runtime_version, smoke=smoke,
+                         timeout_seconds=deploy_timeout_seconds, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         with dsl.If(registry == ""):
-            steps.emit_inference_service(packaged_model=package_task.outputs["packaged_model"],
-                                         storage_uri=storage_uri, **serving)
+            emit_task = steps.emit_inference_service(packaged_model=package_task.outputs["packaged_model"],
+                                                     storage_uri=storage_uri, **serving)
+            with dsl.If(deploy == True):  # noqa: E712 - a KFP condition, not a Python comparison
+                steps.deploy(packaged_model=package_task.outputs["packaged_model"], storage_uri=storage_uri,
+                             **deploying).after(emit_task)
         with dsl.Else():
             register_task = steps.register(packaged_model=package_task.outputs["packaged_model"], registry=registry,
                                            model_name=model_name, storage_uri=storage_uri,
@@ -151,13 +168,23 @@ def train_and_serve_pipeline(steps: Components, grid_parallelism: int = GRID_PAR
                                    champion_json=register_task.outputs["champion_json"], gate_rule=gate_rule,
                                    serving_name=serving_name, serving_namespace=serving_namespace)
             with dsl.If(gate_task.outputs["Output"] == "promote"):
-                promote_task = steps.promote(registry=registry, model_name=model_name, version=version,
-                                             decision=gate_task.outputs["decision"],
-                                             registry_artifacts=registry_artifacts,
-                                             pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-                steps.emit_inference_service(packaged_model=register_task.outputs["registered_model"],
-                                             storage_uri=register_task.outputs["storage_uri"],
-                                             **serving).after(promote_task)
+                with dsl.If(deploy == False):  # noqa: E712
+                    promote_task = steps.promote(registry=registry, model_name=model_name, version=version,
+                                                 decision=gate_task.outputs["decision"],
+                                                 registry_artifacts=registry_artifacts,
+                                                 pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+                    steps.emit_inference_service(packaged_model=register_task.outputs["registered_model"],
+                                                 storage_uri=register_task.outputs["storage_uri"],
+                                                 **serving).after(promote_task)
+                with dsl.Else():
+                    deploy_task = steps.deploy(packaged_model=register_task.outputs["registered_model"],
+                                               registry=registry, version=version,
+                                               champion_json=register_task.outputs["champion_json"],
+                                               registry_artifacts=registry_artifacts,
+                                               storage_uri=register_task.outputs["storage_uri"], **deploying)
+                    steps.emit_inference_service(packaged_model=register_task.outputs["registered_model"],
+                                                 storage_uri=register_task.outputs["storage_uri"],
+                                                 **serving).after(deploy_task)
         from collections import namedtuple
 
         outputs = namedtuple("Outputs", ["packaged_model"])

@@ -143,6 +143,7 @@ class MlflowRegistry:
                     await_creation_for=0)  # pipeserve.status, not MLflow's, says when it is ready
                 version = str(mv.version)
                 self._upload(client, run_id, src, version)
+                self._record_storage_uri(client, name, version)
                 client.set_tag(run_id, "mlflow.runName", f"{name}-v{version}")
                 client.set_model_version_tag(name, version, mf.TAG_STATUS, mf.STATUS_READY)
                 client.set_terminated(run_id, "FINISHED")
@@ -286,9 +287,21 @@ class MlflowRegistry:
 
     def storage_uri(self, ref: str | ModelRef) -> str:
         mv = self._ready(parse_ref(ref))
+        recorded = mv.tags.get(TAG_STORAGE_URI)
+        if recorded and not self.settings.artifacts_destination:
+            return recorded  # resolved when it was registered, where the artifacts destination was known
         with mf.translated(self.settings, f"locate {mv.name}/{mv.version}"):
             source = self._client().get_model_version_download_uri(mv.name, mv.version)
         return kserve_storage_uri(source, f"{mv.name}/{mv.version}", self.settings.artifacts_destination)
+
+    def _record_storage_uri(self, client: Any, name: str, version: str) -> None:
+        """Keep the bucket path on the version, so later readers need not know the artifacts destination."""
+        source = client.get_model_version_download_uri(name, version)
+        try:
+            uri = kserve_storage_uri(source, f"{name}/{version}", self.settings.artifacts_destination)
+        except UserError:
+            return  # a local store, or the destination unknown here: nothing a cluster can fetch to record
+        client.set_model_version_tag(name, version, TAG_STORAGE_URI, uri)
 
     # -- helpers ---------------------------------------------------------------------------
     def _client(self) -> Any:
@@ -363,6 +376,10 @@ class MlflowRegistry:
 def _alias(model: Any, alias: str) -> str | None:
     value = (model.aliases or {}).get(alias)
     return None if value is None else str(value)
+
+
+# Where KServe fetches the version (its bucket path), recorded at registration when it is known.
+TAG_STORAGE_URI = "pipeserve.storage_uri"
 
 
 def _run_tags(card: ModelCard) -> dict[str, str]:

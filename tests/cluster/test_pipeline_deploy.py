@@ -1,0 +1,102 @@
+"""The pipeline's deploy step, through kfp.local against the local control plane, with a real registry.
+
+The registry is a real `mlflow server` whose artifacts live on the local S3 store (versitygw), so
+each version has a storage URI KServe could fetch. Pods are simulated, so --no-smoke.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from helpers import run_cli
+from pipeserve.kube.client import Cluster
+
+from cluster.test_s3 import mlflow_on_s3  # noqa: F401 - the fixture
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+@pytest.fixture
+def ns(local_cluster, monkeypatch) -> str:
+    monkeypatch.setenv("KUBECONFIG", str(local_cluster))
+    cluster = Cluster().connect()
+    name = f"pd-{uuid.uuid4().hex[:6]}"
+    cluster.apply_objects([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
+    deadline = time.monotonic() + 30
+    while cluster.get("v1", "ServiceAccount", "default", name) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    yield name
+    cluster.delete_inference_service("iris", name)
+
+
+def _served(ns: str) -> tuple[str, str, bool, str]:
+    """(model version annotation, storageUri, Ready, the Deployment's storage-initializer URI)."""
+    cluster = Cluster().connect()
+    isvc = cluster.get_inference_service("iris", ns)
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in isvc["status"]["conditions"])
+    deployment = cluster.get("apps/v1", "Deployment", "iris-predictor", ns)
+    env = {e["name"]: e.get("value") for c in deployment["spec"]["template"]["spec"]["containers"]
+           for e in c.get("env", [])}
+    return (isvc["metadata"]["annotations"]["pipeserve.dev/model-version"],
+            isvc["spec"]["predictor"]["model"]["storageUri"], ready, env.get("STORAGE_URI", ""))
+
+
+def test_deploy_step_serves_each_version_the_gate_lets_through_and_rollback_restores(mlflow_on_s3, ns, tmp_path):
+    url, destination = mlflow_on_s3
+    common = ["--registry", url, "--artifacts-destination", destination, "--deploy", "--namespace", ns,
+              "--no-smoke", "--cpu", "--output", str(tmp_path / "out")]
+    weak = run_cli("run", "-p", "C=0.001", *common)
+    assert weak.code == 0, weak.err
+    assert f"deployed           {ns}/iris serves iris/1" in weak.out
+    version, uri, ready, _ = _served(ns)
+    assert (version, ready) == ("1", True) and uri.startswith(destination)
+    default = run_cli("run", *common)
+    assert default.code == 0, default.err
+    assert f"{ns}/iris serves iris/2" in default.out and "champion 1 -> 2" in default.out
+    version, uri2, ready, _ = _served(ns)
+    assert (version, ready) == ("2", True) and uri2 != uri
+    # A weak model again: held back by the gate, nothing deployed, version 2 keeps serving.
+    held = run_cli("run", "-p", "C=0.001", *common)
+    assert held.code == 0 and "deployed           nothing: the gate held the model back" in held.out
+    assert _served(ns)[:3] == ("2", uri2, True)
+    # The rollback command serves version 1 again (its own storage URI) and moves the alias back.
+    back = run_cli("models", "rollback", "iris", "--registry", url, "--namespace", ns, "--no-smoke")
+    assert back.code == 0, back.err
+    assert _served(ns)[:3] == ("1", uri, True)
+    shown = run_cli("models", "show", "iris@champion", "--registry", url, "--output", "json")
+    assert '"version": "1"' in shown.out
+
+
+def test_a_rollout_that_never_becomes_ready_rolls_back_and_fails_the_run(mlflow_on_s3, ns, tmp_path):
+    url, destination = mlflow_on_s3
+    name = f"m{uuid.uuid4().hex[:6]}"
+    base = ["--registry", url, "--artifacts-destination", destination, "--deploy", "--namespace", ns,
+            "--no-smoke", "--output", str(tmp_path / "out"), "--model-name", name, "--deploy-timeout", "10"]
+    first = run_cli("run", "-p", "C=0.001", "--cpu", *base)
+    assert first.code == 0, first.err
+    cluster = Cluster().connect()
+    node = cluster.get("v1", "Node", "gpu-node-0")
+    used = sum(int(c["resources"].get("limits", {}).get("nvidia.com/gpu", 0))
+               for p in cluster.list("v1", "Pod") if p["spec"].get("nodeName") == "gpu-node-0"
+               and p["status"].get("phase") in ("Pending", "Running") for c in p["spec"]["containers"])
+    free = int(node["status"]["allocatable"]["nvidia.com/gpu"]) - used
+    hog = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gpu-hog", "namespace": ns}, "spec": {
+        "nodeSelector": {"nvidia.com/gpu.present": "true"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "containers": [{"name": "hog", "image": "busybox", "resources": {"limits": {"nvidia.com/gpu": str(free)}}}]}}
+    if free:
+        cluster.apply_objects([hog])
+    try:
+        # Version 2 is better (the gate lets it through) but wants a GPU, and none is free.
+        failed = run_cli("run", *base)
+    finally:
+        cluster.delete("v1", "Pod", "gpu-hog", ns)
+        cluster.delete_inference_service(name, ns)
+    assert failed.code == 1, failed.err
+    assert "Insufficient nvidia.com/gpu" in failed.err and "back to version 1" in failed.err
+    shown = run_cli("models", "show", f"{name}@champion", "--registry", url, "--output", "json")
+    assert '"version": "1"' in shown.out  # the alias did not move
