@@ -425,3 +425,24 @@ def test_a_parallel_run_leaves_print_and_logging_as_it_found_them(tmp_path):
         storage_uri="s3://m/iris/", serving_target="triton-cpu")))
     assert builtins.print is printer
     assert logging.getLogger().handlers == handlers and logging.getLogger().level == level
+
+
+def test_training_steps_are_sized_and_placed_from_the_run_parameters():
+    # SageMaker's instance_type, KFP-style: the training and grid-scoring executors' resources and
+    # node pool come from the train_* pipeline parameters (a submitted run's Workflow carries them).
+    import yaml
+
+    spec, platform = list(yaml.safe_load_all((ROOT / "pipelines" / "train_and_serve.yaml").read_text()))
+    executors = spec["deploymentSpec"]["executors"]
+    for name in ("exec-train", "exec-score-candidate"):
+        resources = executors[name]["container"]["resources"]
+        for field, parameter in (("resourceCpuRequest", "train_cpu_request"), ("resourceCpuLimit", "train_cpu_limit"),
+                                 ("resourceMemoryRequest", "train_memory_request"),
+                                 ("resourceMemoryLimit", "train_memory_limit")):
+            assert resources[field] == f"{{{{$.inputs.parameters['pipelinechannel--{parameter}']}}}}"
+        placed = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][name]
+        assert placed["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == \
+            "pipelinechannel--train_node_selector"
+    defaults = spec["root"]["inputDefinitions"]["parameters"]
+    assert (defaults["train_cpu_request"]["defaultValue"], defaults["train_memory_limit"]["defaultValue"]) == ("1", "4Gi")
+    assert "resources" not in executors["exec-package"]["container"]  # only the training steps are sized

@@ -222,7 +222,8 @@ def run_pipeline(options: RunOptions, progress: TextIO = sys.stderr) -> RunResul
         progress.flush()
 
     parallelism = max(1, min(GRID_PARALLELISM, os.cpu_count() or 1))
-    train_and_serve = train_and_serve_pipeline(build_components(ComponentRuntime.local()), parallelism)
+    train_and_serve = train_and_serve_pipeline(build_components(ComponentRuntime.local()), parallelism,
+                                               on_cluster=False)
     t0 = time.perf_counter()
     with log_path.open("w") as log, _artifact_one_of(), _kfp_local_globals(), warnings.catch_warnings():
         # The best grid candidate's train step has a display name for the KFP UI; kfp.local says it ignores it.

@@ -132,9 +132,9 @@ def submit(connection: Connection, what: Submission, *, wait: bool = False, time
         KfpRefused: it refused the pipeline or the run (its message).
         PipeserveError: ``wait`` and the run did not finish in time, or failed.
     """
-    client, pipeline_id, version_id, experiment_id = _prepare(connection, what, progress)
+    client, pipeline_id, version_id, experiment_id, arguments = _prepare(connection, what, progress)
     name = what.run_name or f"{what.pipeline_name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    run = _call(lambda: client.run_pipeline(experiment_id, name, params=dict(what.arguments), pipeline_id=pipeline_id,
+    run = _call(lambda: client.run_pipeline(experiment_id, name, params=arguments, pipeline_id=pipeline_id,
                                             version_id=version_id, service_account=what.service_account),
                 connection, "create the run")
     submitted = Submitted("run", run.run_id, name, pipeline_id, version_id, experiment_id,
@@ -160,11 +160,11 @@ def schedule(connection: Connection, what: Submission, cron: str, *, max_concurr
     check_cron(cron)
     if max_concurrency < 1:
         raise ConfigError(f"--max-concurrency must be at least 1; got {max_concurrency}.")
-    client, pipeline_id, version_id, experiment_id = _prepare(connection, what, progress)
+    client, pipeline_id, version_id, experiment_id, arguments = _prepare(connection, what, progress)
     name = what.run_name or f"{what.pipeline_name} on {cron}"
     job = _call(lambda: client.create_recurring_run(
         experiment_id, name, cron_expression=cron, max_concurrency=max_concurrency, no_catchup=not catchup,
-        params=dict(what.arguments), pipeline_id=pipeline_id, version_id=version_id, enabled=True,
+        params=arguments, pipeline_id=pipeline_id, version_id=version_id, enabled=True,
         service_account=what.service_account), connection, "create the recurring run")
     submitted = Submitted("recurring run", job.recurring_run_id, name, pipeline_id, version_id, experiment_id,
                           connection.recurring_run_link(job.recurring_run_id), getattr(job, "status", None))
@@ -172,13 +172,48 @@ def schedule(connection: Connection, what: Submission, cron: str, *, max_concurr
     return submitted
 
 
+def typed_arguments(package: Path, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """``arguments`` as the pipeline's parameter types want them (text from a command line becomes a number,
+    a boolean or JSON where the parameter is one).
+
+    Raises:
+        ConfigError: an unknown parameter, or a value that is not of its type.
+    """
+    import json
+
+    import yaml
+
+    with package.open() as fh:
+        spec = next(d for d in yaml.safe_load_all(fh) if d and "root" in d)
+    declared = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    out: dict[str, Any] = {}
+    for name, value in arguments.items():
+        if name not in declared:
+            raise ConfigError(f"The pipeline has no parameter {name!r}; it has: {', '.join(sorted(declared))}.")
+        kind = declared[name]["parameterType"]
+        if kind == "STRING" or not isinstance(value, str):
+            out[name] = value
+            continue
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        wanted = {"NUMBER_INTEGER": int, "NUMBER_DOUBLE": (int, float), "BOOLEAN": bool, "LIST": list,
+                  "STRUCT": dict}.get(kind, object)
+        if not isinstance(parsed, wanted) or (kind == "NUMBER_INTEGER" and isinstance(parsed, bool)):
+            raise ConfigError(f"Pipeline parameter {name} is {kind.lower().replace('_', ' ')}; got {value!r}.")
+        out[name] = parsed
+    return out
+
+
 def _prepare(connection: Connection, what: Submission,
-             progress: Callable[[str], None]) -> tuple[Any, str, str, str]:
+             progress: Callable[[str], None]) -> tuple[Any, str, str, str, dict[str, Any]]:
     client = _call(connection.client, connection, "connect")
     with tempfile.TemporaryDirectory(prefix="pipeserve-submit-") as tmp:
         package = what.package or _compile(Path(tmp) / "pipeline.yaml", progress)
         if not package.is_file():
             raise ConfigError(f"Pipeline package {package} does not exist; run `pipeserve compile` or drop --package.")
+        arguments = typed_arguments(package, what.arguments)
         digest = hashlib.sha256(package.read_bytes()).hexdigest()[:12]
         pipeline_id = _call(lambda: client.get_pipeline_id(what.pipeline_name), connection, "look up the pipeline")
         if pipeline_id is None:
@@ -197,7 +232,7 @@ def _prepare(connection: Connection, what: Submission,
         else:
             progress(f"version {version_name} is already uploaded ({version_id})")
     experiment_id = _experiment(client, connection, what.experiment)
-    return client, pipeline_id, version_id, experiment_id
+    return client, pipeline_id, version_id, experiment_id, arguments
 
 
 def _compile(path: Path, progress: Callable[[str], None]) -> Path:

@@ -95,10 +95,10 @@ def test_schedule_refuses_bad_input_in_one_line(kfp_endpoint, package, argv, cod
 def test_a_broken_pipeline_is_refused_by_the_server_with_its_message(kfp_endpoint, package, tmp_path):
     import yaml
 
-    spec = yaml.safe_load(package.read_text())
+    spec, *platform = yaml.safe_load_all(package.read_text())
     spec["schemaVersion"] = "2.0.0"  # the API server takes 2.1.0 only
     broken = tmp_path / "broken.yaml"
-    broken.write_text(yaml.safe_dump(spec))
+    broken.write_text(yaml.safe_dump_all([spec, *platform]))
     result = run_cli("submit", "--host", kfp_endpoint, "--package", str(broken), "--pipeline-name",
                      f"broken-{uuid.uuid4().hex[:6]}")
     assert result.code == 2, result.err
@@ -109,3 +109,30 @@ def test_a_broken_pipeline_is_refused_by_the_server_with_its_message(kfp_endpoin
 def test_an_unreachable_server_is_exit_1(package):
     result = run_cli("submit", "--host", "http://127.0.0.1:9", "--package", str(package))
     assert result.code == 1 and "is unreachable" in result.err
+
+
+def test_training_resources_travel_with_a_submitted_run(client, kfp_endpoint, package):
+    # The real backend compiles the run's Workflow from exactly these: the executors' resources read
+    # the run's parameters, and the platform spec puts the training pods on the node pool asked for.
+    result = run_cli("submit", "--host", kfp_endpoint, "--package", str(package), "--output", "json",
+                     "-a", "train_cpu_limit=4", "-a", "train_memory_limit=16Gi",
+                     "-a", 'train_node_selector={"pool": "training"}',
+                     "-a", 'train_tolerations=[{"key": "training", "operator": "Exists", "effect": "NoSchedule"}]')
+    assert result.code == 0, result.err
+    submitted = json.loads(result.out)
+    run = client.get_run(submitted["id"])
+    assert run.runtime_config.parameters["train_cpu_limit"] == "4"
+    assert run.runtime_config.parameters["train_node_selector"] == {"pool": "training"}
+    version = client.get_pipeline_version(submitted["pipeline_id"], submitted["version_id"])
+    # With a platform spec, the API keeps both documents: {"pipeline_spec": ..., "platform_spec": ...}.
+    stored = version.pipeline_spec
+    executors = stored["pipeline_spec"]["deploymentSpec"]["executors"]
+    for name in ("exec-train", "exec-score-candidate"):
+        resources = executors[name]["container"]["resources"]
+        assert resources["resourceCpuLimit"] == "{{$.inputs.parameters['pipelinechannel--train_cpu_limit']}}"
+        assert resources["resourceMemoryLimit"] == "{{$.inputs.parameters['pipelinechannel--train_memory_limit']}}"
+    platform = stored["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    assert platform["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == \
+        "pipelinechannel--train_node_selector"
+    assert platform["tolerations"][0]["tolerationJson"]["componentInputParameter"] == \
+        "pipelinechannel--train_tolerations"

@@ -45,6 +45,15 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        help="model version, a positive integer (default: 1; with --registry the registry numbers it)")
     model.add_argument("--triton-max-batch-size", type=int, default=0,
                        help="Triton max_batch_size; >0 enables dynamic batching (default: 0)")
+    sizing = parser.add_argument_group("training resources (on a cluster; kfp.local runs on this machine)")
+    sizing.add_argument("--train-cpu-request", default="1", metavar="CPU", help="(default: 1)")
+    sizing.add_argument("--train-cpu-limit", default="2", metavar="CPU", help="(default: 2)")
+    sizing.add_argument("--train-memory-request", default="2Gi", metavar="MEM", help="(default: 2Gi)")
+    sizing.add_argument("--train-memory-limit", default="4Gi", metavar="MEM", help="(default: 4Gi)")
+    sizing.add_argument("--train-node-selector", action="append", default=[], metavar="KEY=VALUE",
+                        help="node label the training pods need, repeatable (a training node pool)")
+    sizing.add_argument("--train-toleration", action="append", default=[], metavar="KEY[=VALUE][:EFFECT]",
+                        help="taint of that node pool the training pods tolerate, repeatable")
     serving = parser.add_argument_group("serving (the emitted InferenceService)")
     target = serving.add_mutually_exclusive_group()
     target.add_argument("--cpu", action="store_true", help="serve the ONNX model on Triton without a GPU")
@@ -121,6 +130,13 @@ def _validate(args: argparse.Namespace) -> tuple[str, str]:
     from pipeserve import runtimes
 
     runtimes.onnx_target(spec.runtime, spec.runtime_version)
+    from pipeserve.kube.kserve import QUANTITY
+
+    for flag in ("train_cpu_request", "train_cpu_limit", "train_memory_request", "train_memory_limit"):
+        if not QUANTITY.match(getattr(args, flag)):
+            raise ConfigError(f"--{flag.replace('_', '-')} {getattr(args, flag)!r} is not a Kubernetes quantity; "
+                              "use forms like 500m, 2, 512Mi, 4Gi.")
+    _training_placement(args)
     if args.deploy:
         from pipeserve.kube.client import Cluster
 
@@ -132,6 +148,24 @@ def _validate(args: argparse.Namespace) -> tuple[str, str]:
                                   metrics={}, feature_names=[], data={},
                                   max_batch_size=args.triton_max_batch_size))
     return ds.task, name
+
+
+def _training_placement(args: argparse.Namespace) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The training pods' node selector and tolerations, checked like an InferenceService's."""
+    from pipeserve.errors import ConfigError
+    from pipeserve.kube.scheduling import (
+        node_selector_problem,
+        parse_node_selector,
+        parse_toleration,
+        tolerations_problem,
+    )
+
+    selector = parse_node_selector(args.train_node_selector)
+    tolerations = [parse_toleration(t) for t in args.train_toleration]
+    problem = node_selector_problem(selector) or tolerations_problem(tolerations)
+    if problem:
+        raise ConfigError(problem)
+    return selector, [t.to_dict() for t in tolerations]
 
 
 def _serving_target(args: argparse.Namespace) -> str:
@@ -157,6 +191,7 @@ def _run(args: argparse.Namespace) -> int:
     registry, shown = _registry_uri(args)
     output = args.output.resolve()
     grid = tuning.parse_grid(args.grid) if args.grid else {}
+    placement = _training_placement(args)
     arguments = {
         "source": args.dataset,
         "target": args.target or "",
@@ -183,6 +218,12 @@ def _run(args: argparse.Namespace) -> int:
         "triton_max_batch_size": args.triton_max_batch_size,
         "deploy": args.deploy,
         "smoke": args.smoke,
+        "train_cpu_request": args.train_cpu_request,
+        "train_cpu_limit": args.train_cpu_limit,
+        "train_memory_request": args.train_memory_request,
+        "train_memory_limit": args.train_memory_limit,
+        "train_node_selector": placement[0],
+        "train_tolerations": placement[1],
         "deploy_timeout_seconds": args.deploy_timeout,
     }
     extra = "".join([f", a grid of {len(tuning.expand_grid(grid))} candidates" if grid else "",

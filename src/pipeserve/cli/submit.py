@@ -38,7 +38,8 @@ def add_kfp_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", default="pipeserve", help="Experiment (created when missing; default: %(default)s).")
     p.add_argument("--run-name", help="Name of the run (default: the pipeline name and the time).")
     p.add_argument("--arg", "-a", action="append", default=[], metavar="NAME=VALUE",
-                   help="A pipeline parameter, repeatable (values are JSON when they parse: 3, 0.5, true).")
+                   help="A pipeline parameter, repeatable; the value is read as the parameter's type (a string "
+                   "stays text; numbers, true/false, JSON lists and objects otherwise).")
     p.add_argument("--service-account", help="ServiceAccount the run's pods use (default: the server's).")
     p.add_argument("--output", choices=("text", "json"), default="text", help="Print the result as text or JSON.")
 
@@ -51,10 +52,7 @@ def connection_and_submission(args: argparse.Namespace):  # type: ignore[no-unty
         name, sep, raw = pair.partition("=")
         if not sep or not name:
             raise ConfigError(f"Pipeline arguments are NAME=VALUE, e.g. -a source=wine; got {pair!r}.")
-        try:
-            arguments[name] = json.loads(raw)
-        except ValueError:
-            arguments[name] = raw
+        arguments[name] = raw  # typed by the pipeline's own parameter types (submission.typed_arguments)
     connection = Connection(args.host, args.namespace, args.existing_token, args.cookies, args.ssl_ca_cert,
                             args.ui_host)
     return connection, Submission(args.package, args.pipeline_name, args.experiment, args.run_name, arguments,

@@ -23,7 +23,7 @@ are the registry steps: the run is the five steps it always was.
 import functools
 from typing import Any, NamedTuple
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 from kfp.dsl import Model
 
 from pipeserve.components import Components, build_components
@@ -36,12 +36,27 @@ DESCRIPTION = ("Train a scikit-learn model (optionally the best of a cross-valid
 GRID_PARALLELISM = 4
 
 
-def train_and_serve_pipeline(steps: Components, grid_parallelism: int = GRID_PARALLELISM) -> Any:
+def _sized(task: Any, cpu_request: Any, cpu_limit: Any, memory_request: Any, memory_limit: Any,
+           node_selector: Any, tolerations: Any, on_cluster: bool) -> Any:
+    """Give a training task the resources (and node pool) the run asks for, like SageMaker's instance_type."""
+    if not on_cluster:
+        return task
+    task.set_cpu_request(cpu_request).set_cpu_limit(cpu_limit)
+    task.set_memory_request(memory_request).set_memory_limit(memory_limit)
+    kubernetes.add_node_selector_json(task, node_selector)
+    kubernetes.add_toleration_json(task, tolerations)
+    return task
+
+
+def train_and_serve_pipeline(steps: Components, grid_parallelism: int = GRID_PARALLELISM,
+                             on_cluster: bool = True) -> Any:
     """The train_and_serve pipeline (a KFP ``GraphComponent``) over ``steps``.
 
     Args:
         steps: The components, from :func:`pipeserve.components.build_components`.
         grid_parallelism: How many grid candidates are scored at once.
+        on_cluster: Size and place the training pods from the train_* parameters. kfp.local runs every
+            step on this machine (and cannot resolve resource placeholders), so it passes False.
     """
 
     @dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)
@@ -73,6 +88,12 @@ def train_and_serve_pipeline(steps: Components, grid_parallelism: int = GRID_PAR
         deploy: bool = False,
         smoke: bool = True,
         deploy_timeout_seconds: int = 600,
+        train_cpu_request: str = "1",
+        train_cpu_limit: str = "2",
+        train_memory_request: str = "2Gi",
+        train_memory_limit: str = "4Gi",
+        train_node_selector: dict = {},  # noqa: B006 - KFP reads defaults; never mutated
+        train_tolerations: list = [],  # noqa: B006
     ) -> NamedTuple("Outputs", [("packaged_model", Model)]):
         """Train and package a model, register and gate it, and emit its InferenceService.
 
@@ -116,21 +137,33 @@ def train_and_serve_pipeline(steps: Components, grid_parallelism: int = GRID_PAR
                 ServiceAccount.
             smoke: With deploy: send one v2 inference once Ready.
             deploy_timeout_seconds: With deploy: how long to wait for the rollout (and for a rollback).
+            train_cpu_request: CPU request of the training and grid-scoring steps (a Kubernetes quantity).
+            train_cpu_limit: Their CPU limit.
+            train_memory_request: Their memory request, e.g. 2Gi.
+            train_memory_limit: Their memory limit.
+            train_node_selector: Node labels their pods must run on, e.g. {"pool": "training"}.
+            train_tolerations: Tolerations for that node pool, e.g. [{"key": "training", "operator": "Exists",
+                "effect": "NoSchedule"}].
         """
         data_task = steps.load_data(source=source, target=target, task=task, test_size=test_size,
                                     random_state=random_state)
         train_data, test_data = data_task.outputs["train_data"], data_task.outputs["test_data"]
+        sizing = dict(cpu_request=train_cpu_request, cpu_limit=train_cpu_limit, memory_request=train_memory_request,
+                      memory_limit=train_memory_limit, node_selector=train_node_selector,
+                      tolerations=train_tolerations, on_cluster=on_cluster)
         with dsl.If(param_grid_json == ""):
-            train_task = steps.train(train_data=train_data, estimator=estimator, params_json=params_json)
+            train_task = _sized(steps.train(train_data=train_data, estimator=estimator, params_json=params_json),
+                                **sizing)
         with dsl.Else():
             plan_task = steps.plan_grid(param_grid_json=param_grid_json, params_json=params_json)
             with dsl.ParallelFor(plan_task.output, parallelism=grid_parallelism) as candidate:
-                score_task = steps.score_candidate(train_data=train_data, candidate=candidate, estimator=estimator,
-                                                   cv_folds=cv_folds, random_state=random_state)
+                score_task = _sized(steps.score_candidate(train_data=train_data, candidate=candidate,
+                                                          estimator=estimator, cv_folds=cv_folds,
+                                                          random_state=random_state), **sizing)
             select_task = steps.select_candidate(scores=dsl.Collected(score_task.outputs["Output"]),
                                                  param_grid_json=param_grid_json)
-            best_task = steps.train(train_data=train_data, estimator=estimator,
-                                    params_json=select_task.outputs["Output"])
+            best_task = _sized(steps.train(train_data=train_data, estimator=estimator,
+                                           params_json=select_task.outputs["Output"]), **sizing)
             best_task.set_display_name("train-best")
         model = dsl.OneOf(train_task.outputs["model"], best_task.outputs["model"])
         evaluate_task = steps.evaluate(model=model, train_data=train_data, test_data=test_data, model_name=model_name)
