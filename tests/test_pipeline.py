@@ -444,5 +444,6 @@ def test_training_steps_are_sized_and_placed_from_the_run_parameters():
         assert placed["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == \
             "pipelinechannel--train_node_selector"
     defaults = spec["root"]["inputDefinitions"]["parameters"]
-    assert (defaults["train_cpu_request"]["defaultValue"], defaults["train_memory_limit"]["defaultValue"]) == ("1", "4Gi")
+    sizes = (defaults["train_cpu_request"]["defaultValue"], defaults["train_memory_limit"]["defaultValue"])
+    assert sizes == ("1", "4Gi")
     assert "resources" not in executors["exec-package"]["container"]  # only the training steps are sized

@@ -248,3 +248,34 @@ def kfp_endpoint(local_cluster: Path) -> str:
         pytest.fail(f"{path} is missing: kfp-api-double did not start (see "
                     f"{STATE_DIR / 'logs' / 'kfp-api-double.log'})", pytrace=False)
     return path.read_text().strip()
+
+
+MLFLOW_BIN = ROOT / ".tools" / "mlflow-venv" / "bin" / "mlflow"
+
+
+@pytest.fixture(scope="module")
+def mlflow_on_s3(s3_store: S3Store, tmp_path_factory: pytest.TempPathFactory):
+    """`mlflow server` (its own venv) whose --artifacts-destination is s3://models/mlflow-…/ on versitygw.
+
+    Yields ``(url, destination)``.
+    """
+    from pipeserve.localserver import LocalServer, free_port
+
+    if not MLFLOW_BIN.is_file():
+        pytest.fail(f"{MLFLOW_BIN} is missing: run `make .tools/mlflow-venv/.installed`", pytrace=False)
+    check = subprocess.run([str(MLFLOW_BIN.parent / "python"), "-c", "import boto3"], capture_output=True)
+    if check.returncode != 0:
+        pytest.fail(f"{MLFLOW_BIN.parent.parent} has no boto3, which `mlflow server` needs for an s3:// artifacts "
+                    "destination: add boto3, botocore, s3transfer, jmespath to tests/registry/mlflow-server.txt",
+                    pytrace=False)
+    work = tmp_path_factory.mktemp("mlflow-s3")
+    destination = f"s3://models/mlflow-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    env = {**s3_store.env, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = LocalServer.command(
+        [str(MLFLOW_BIN), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}", "--serve-artifacts",
+         "--artifacts-destination", destination],
+        f"http://127.0.0.1:{port}/health", log_path=work / "server.log", timeout=120, env=env)
+    with server:
+        yield server.url, destination

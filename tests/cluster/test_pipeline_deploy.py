@@ -10,11 +10,9 @@ import time
 import uuid
 
 import pytest
-
 from helpers import run_cli
-from pipeserve.kube.client import Cluster
 
-from cluster.test_s3 import mlflow_on_s3  # noqa: F401 - the fixture
+from pipeserve.kube.client import Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

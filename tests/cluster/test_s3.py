@@ -29,7 +29,7 @@ from registry.conftest import renamed
 from pipeserve.client import Predictor
 from pipeserve.data import load_dataset, read_table
 from pipeserve.errors import DataError
-from pipeserve.localserver import LocalServer, free_port
+from pipeserve.localserver import LocalServer
 from pipeserve.modelcard import find_model_dirs, hash_files, read_card, verify_files
 from pipeserve.objectstore import cache_dir_for, fetch_model_repository
 from pipeserve.registry import open_registry
@@ -150,29 +150,6 @@ def test_a_second_fetch_replaces_the_cached_copy(s3_env: S3Store, iris_repo: Pat
 
 
 # -- the registry's artifacts on S3 ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def mlflow_on_s3(s3_store: S3Store, tmp_path_factory: pytest.TempPathFactory):
-    """`mlflow server` whose --artifacts-destination is s3://models/mlflow-…/ on versitygw."""
-    if not MLFLOW_BIN.is_file():
-        pytest.fail(f"{MLFLOW_BIN} is missing: run `make .tools/mlflow-venv/.installed`", pytrace=False)
-    check = subprocess.run([str(MLFLOW_BIN.parent / "python"), "-c", "import boto3"], capture_output=True)
-    if check.returncode != 0:
-        pytest.fail(f"{MLFLOW_BIN.parent.parent} has no boto3, which `mlflow server` needs for an s3:// artifacts "
-                    "destination: add boto3, botocore, s3transfer, jmespath to tests/registry/mlflow-server.txt",
-                    pytrace=False)
-    work = tmp_path_factory.mktemp("mlflow-s3")
-    destination = f"s3://models/{_prefix('mlflow')}"
-    port = free_port()
-    env = {**s3_store.env, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = LocalServer.command(
-        [str(MLFLOW_BIN), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}", "--serve-artifacts",
-         "--artifacts-destination", destination],
-        f"http://127.0.0.1:{port}/health", log_path=work / "server.log", timeout=120, env=env)
-    with server:
-        yield server.url, destination
 
 
 def test_registry_storage_uri_is_where_the_files_are_on_s3(mlflow_on_s3, s3_store: S3Store, iris_fit,
