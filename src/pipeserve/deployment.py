@@ -47,9 +47,10 @@ def deploy_version(registry_uri: str, name: str, version: str, *, namespace: str
         RolloutFailed: it never became Ready (the InferenceService is back on the previous champion).
         ConflictError: the champion moved since the gate read it; nothing was deployed.
     """
-    from pipeserve.kube.client import Cluster, smoke_infer
+    from pipeserve.kube.client import Cluster
     from pipeserve.registry import open_registry
     from pipeserve.rollout import RolloutOptions, promote
+    from pipeserve.smoke import smoke_infer
 
     cluster = Cluster().connect()
     where = RolloutOptions(namespace=namespace or cluster.namespace, storage_uri=storage_uri, timeout_s=timeout_s,
@@ -85,10 +86,11 @@ def deploy_model(model_repository: Path, name: str, artifact_uri: str, *, namesp
         ClusterError: no cluster, a failed preflight check, or not Ready in time (with the reason).
         ManifestRejected: the API server or a webhook refused the manifest.
     """
-    from pipeserve.kube.client import Cluster, smoke_infer
+    from pipeserve.kube.client import Cluster
     from pipeserve.kube.deploy import deploy
     from pipeserve.kube.render import render_documents, select_model
     from pipeserve.kube.spec import DeploymentSpec
+    from pipeserve.smoke import smoke_infer
     from pipeserve.storage import storage_uri_for
 
     cluster = Cluster().connect()

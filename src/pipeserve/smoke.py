@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeserve.errors import PipeserveError
 
-__all__ = ["SmokeResult", "SmokeTestFailed", "smoke_inference", "smoke_request"]
+__all__ = ["SmokeResult", "SmokeTestFailed", "smoke_inference", "smoke_infer", "smoke_request"]
 
 
 class SmokeTestFailed(PipeserveError):
@@ -76,3 +76,14 @@ def smoke_inference(repository: Path, model: str, rows: np.ndarray, timeout: flo
     except LocalServerError as exc:
         raise SmokeTestFailed(str(exc)) from exc
     return SmokeResult(server.url, model, len(rows), outputs, time.perf_counter() - t0)
+
+
+def smoke_infer(base_url: str, model_name: str, n_features: int, timeout_s: float = 30) -> dict[str, list[Any]]:
+    """Send one all-zeros FP32 row to ``/v2/models/<model_name>/infer`` at ``base_url``; return the outputs.
+
+    What `pipeserve deploy`, the rollouts and the pipeline's deploy step send to a served model.
+
+    Raises:
+        SmokeTestFailed: the endpoint is unreachable or the inference failed (exit 1).
+    """
+    return smoke_request(base_url, model_name, np.zeros((1, n_features), np.float32), timeout_s)

@@ -15,8 +15,8 @@ from kube.conftest import make_card
 from kube.test_builder import VALID_SPECS
 
 from pipeserve.kube import DeploymentSpec, build_inference_service
-from pipeserve.kube.client import _deployment_pending, _knative_pending, template_difference
 from pipeserve.kube.readback import merge_options, read_served
+from pipeserve.kube.rollout_status import deployment_pending, knative_pending, template_difference
 from pipeserve.rollout import Rollout, snapshot
 
 URI = "s3://bucket/mlartifacts/1/abc/artifacts/model"
@@ -103,20 +103,20 @@ def test_a_deployment_rolls_out_only_when_it_carries_the_spec_and_the_new_pods_a
     v2 = build_inference_service(make_card(version="2", files={"2/model.onnx": "e" * 64}), URI + "2", DeploymentSpec())
     deployment = _deployment(v2)
     assert template_difference(v2, deployment["spec"]["template"]) is None
-    assert _deployment_pending(v2, deployment) is None
+    assert deployment_pending(v2, deployment) is None
     stale = template_difference(v2, _deployment(v1)["spec"]["template"])
     assert stale == "annotation pipeserve.dev/model-version is '1', not '2'"  # the version first: clearest
-    assert _deployment_pending(v2, _deployment(v1)).startswith("waiting for KServe to update Deployment iris-predictor")
-    assert _deployment_pending(v2, None) == "waiting for KServe to create the predictor Deployment"
+    assert deployment_pending(v2, _deployment(v1)).startswith("waiting for KServe to update Deployment iris-predictor")
+    assert deployment_pending(v2, None) == "waiting for KServe to create the predictor Deployment"
     lagging = _deployment(v2, observedGeneration=1)
-    assert "Deployment controller" in _deployment_pending(v2, lagging)
+    assert "Deployment controller" in deployment_pending(v2, lagging)
     surging = _deployment(v2, replicas=2, updatedReplicas=1, availableReplicas=1)  # the old pod serves, new Pending
-    assert _deployment_pending(v2, surging) == \
+    assert deployment_pending(v2, surging) == \
         "Deployment iris-predictor: 0 of 1 new replica(s) available (1 old one(s) still serving)"
     stuck = _deployment(v2, replicas=2, updatedReplicas=1, availableReplicas=1)
     stuck["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                                       "message": 'ReplicaSet "iris-predictor-7d" has timed out progressing.'}]
-    assert _deployment_pending(v2, stuck).startswith("the Deployment exceeded its progress deadline: ReplicaSet")
+    assert deployment_pending(v2, stuck).startswith("the Deployment exceeded its progress deadline: ReplicaSet")
     moved = copy.deepcopy(deployment)
     moved["spec"]["template"]["spec"]["nodeSelector"] = {}
     assert template_difference(v2, moved["spec"]["template"]) == "nodeSelector {}"
@@ -145,14 +145,14 @@ def test_a_knative_rollout_waits_for_kserves_traffic_block_and_knatives_status()
                                                               "latestReadyRevision": "iris-predictor-00002"}}}}
     split = [{"latestRevision": True, "percent": 10},
              {"latestRevision": False, "percent": 90, "revisionName": "iris-predictor-00001", "tag": "prev"}]
-    assert _knative_pending(isvc, _ksvc(isvc, split), stored) is None
-    assert _knative_pending(isvc, _ksvc(isvc, [{"latestRevision": True, "percent": 100}]), stored) == \
+    assert knative_pending(isvc, _ksvc(isvc, split), stored) is None
+    assert knative_pending(isvc, _ksvc(isvc, [{"latestRevision": True, "percent": 100}]), stored) == \
         "waiting for KServe to route 10 % to the latest revision of Knative Service iris-predictor (now 100)"
     # Nothing rolled out yet: KServe 0.20 gives the latest revision everything, whatever the canary says.
     fresh = {**isvc, "status": {"components": {"predictor": {"latestReadyRevision": "iris-predictor-00002"}}}}
-    assert _knative_pending(isvc, _ksvc(isvc, [{"latestRevision": True, "percent": 100}]), fresh) is None
-    assert "is Knative Serving's controller running?" in _knative_pending(isvc, _ksvc(isvc, split, observed=1), stored)
-    assert "not Ready" in _knative_pending(isvc, _ksvc(isvc, split, ready="False"), stored)
+    assert knative_pending(isvc, _ksvc(isvc, [{"latestRevision": True, "percent": 100}]), fresh) is None
+    assert "is Knative Serving's controller running?" in knative_pending(isvc, _ksvc(isvc, split, observed=1), stored)
+    assert "not Ready" in knative_pending(isvc, _ksvc(isvc, split, ready="False"), stored)
 
 
 def test_a_rollout_reads_as_json() -> None:

@@ -11,11 +11,10 @@ import time
 
 import pytest
 
-from pipeserve.errors import ClusterError
 from pipeserve.kube import DeploymentSpec, build_inference_service
-from pipeserve.kube.client import smoke_infer
 from pipeserve.localserver import free_port
 from pipeserve.modelcard import read_card
+from pipeserve.smoke import SmokeTestFailed, smoke_infer
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +55,9 @@ def test_smoke_inference_uses_the_model_name_the_builder_advertises(runtime, iri
     assert abs(sum(outputs["probabilities"][0]) - 1) < 1e-5
 
 
-def test_smoke_inference_failures_are_cluster_errors(runtime):
-    with pytest.raises(ClusterError, match=r"v2/models/iris/infer failed: .*served models: iris-prod"):
+def test_smoke_inference_failures_are_one_line_exit_1_errors(runtime):
+    with pytest.raises(SmokeTestFailed, match=r"v2/models/iris/infer failed: .*served models: iris-prod") as info:
         smoke_infer(runtime, "iris", 4)
-    with pytest.raises(ClusterError, match="failed: Cannot reach the v2 server"):
+    assert info.value.exit_code == 1 and "\n" not in str(info.value)
+    with pytest.raises(SmokeTestFailed, match="failed: Cannot reach the v2 server"):
         smoke_infer(f"http://127.0.0.1:{free_port()}", "iris-prod", 4, timeout_s=5)

@@ -50,8 +50,9 @@ def _say(text: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pipeserve.kube import to_yaml
-    from pipeserve.kube.client import FIELD_MANAGER, Cluster, smoke_infer
+    from pipeserve.kube.client import FIELD_MANAGER, Cluster
     from pipeserve.kube.deploy import deploy
+    from pipeserve.smoke import smoke_infer
 
     rendered = render(args)
     for note in rendered.warnings:

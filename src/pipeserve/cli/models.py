@@ -199,7 +199,7 @@ def _rollout_options(args: argparse.Namespace) -> Any:
 
 
 def _smoke(base_url: str, model: str, n_features: int) -> dict[str, Any]:
-    from pipeserve.kube.client import smoke_infer
+    from pipeserve.smoke import smoke_infer
 
     return smoke_infer(base_url, model, n_features)
 

@@ -10,26 +10,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pipeserve.errors import ClusterError, UserError
 from pipeserve.kube import kserve
+from pipeserve.kube.rollout_status import (  # noqa: F401  (Readiness and template_difference re-exported)
+    DEADLINE_EXCEEDED,
+    KNATIVE_SERVICE,
+    Readiness,
+    deployment_pending,
+    knative_pending,
+    mode_of,
+    readiness,
+    template_difference,
+)
 
 FIELD_MANAGER = "pipeserve"
 
 
 class ManifestRejected(UserError):
     """The API server or an admission webhook refused a manifest (exit 2: the manifest must change)."""
-
-
-@dataclass(frozen=True)
-class Readiness:
-    """What the InferenceService reported when the wait ended."""
-
-    ready: bool
-    url: str | None
-    conditions: dict[str, str]
 
 
 class Cluster:
@@ -170,7 +170,7 @@ class Cluster:
         state = Readiness(False, None, {})
         while True:
             obj = self.get_inference_service(name, namespace)
-            state = _readiness(obj)
+            state = readiness(obj)
             summary = ", ".join(f"{k}={v}" for k, v in sorted(state.conditions.items())) or "no status yet"
             if progress and summary != last:
                 progress(summary)
@@ -220,14 +220,14 @@ class Cluster:
         """
         meta = isvc["metadata"]
         name, namespace = meta["name"], meta.get("namespace") or self.namespace
-        knative = _mode(isvc) == kserve.KNATIVE
+        knative = mode_of(isvc) == kserve.KNATIVE
         deadline = time.monotonic() + timeout_s
         last = ""
         blind = False
         pause = 0.05
         while True:
             obj = self.get_inference_service(name, namespace)
-            state = _readiness(obj)
+            state = readiness(obj)
             pending = None
             if not blind:
                 kind = KNATIVE_SERVICE if knative else ("apps/v1", "Deployment")
@@ -239,7 +239,7 @@ class Cluster:
                         progress(f"{str(exc).rstrip('.')}; waiting for the InferenceService's Ready condition "
                                  "only, which KServe may report before the new pods run")
                 else:
-                    pending = _knative_pending(isvc, workload, obj) if knative else _deployment_pending(isvc, workload)
+                    pending = knative_pending(isvc, workload, obj) if knative else deployment_pending(isvc, workload)
             if pending is None and not state.ready:
                 pending = "InferenceService " + (", ".join(f"{k}={v}" for k, v in sorted(state.conditions.items()))
                                                  or "has no status yet")
@@ -249,7 +249,7 @@ class Cluster:
                 last = summary
             if pending is None:
                 return state
-            if pending.startswith(_DEADLINE_EXCEEDED):
+            if pending.startswith(DEADLINE_EXCEEDED):
                 raise ClusterError(f"InferenceService {namespace}/{name} did not roll out: {pending}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -392,158 +392,8 @@ class Cluster:
         return self._api_client
 
 
-def smoke_infer(base_url: str, model_name: str, n_features: int, timeout_s: float = 30) -> dict[str, list[Any]]:
-    """Send one all-zeros FP32 row to ``/v2/models/<model_name>/infer``; return each output's values.
-
-    Raises:
-        ClusterError: the endpoint is unreachable or the inference failed.
-    """
-    import numpy as np
-
-    from pipeserve.smoke import SmokeTestFailed, smoke_request
-
-    try:
-        return smoke_request(base_url, model_name, np.zeros((1, n_features), np.float32), timeout_s)
-    except SmokeTestFailed as exc:
-        raise ClusterError(exc.message) from exc
-
-
 def _where(namespace: str | None, name: str) -> str:
     return f"{namespace}/{name}" if namespace else name
-
-
-def _readiness(obj: Mapping[str, Any]) -> Readiness:
-    status = obj.get("status") or {}
-    conditions = status.get("conditions") or []
-    return Readiness(
-        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
-        url=status.get("url"),
-        conditions={c["type"]: c.get("status", "Unknown") + (f" ({c['reason']})" if c.get("reason") else "")
-                    for c in conditions},
-    )
-
-
-KNATIVE_SERVICE = ("serving.knative.dev/v1", "Service")
-_DEADLINE_EXCEEDED = "the Deployment exceeded its progress deadline"
-# Written by KServe on the predictor's pod template: the storage URI its storage initializer fetches.
-_SOURCE_URI = "internal.serving.kserve.io/storage-initializer-sourceuri"
-_VERSION_ANNOTATION = "pipeserve.dev/model-version"
-
-
-def _mode(isvc: Mapping[str, Any]) -> str:
-    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
-    mode = annotations.get(kserve.ANNOTATION_MODE) or (isvc.get("status") or {}).get("deploymentMode") or ""
-    return kserve.LEGACY_MODES.get(mode, mode)
-
-
-def template_difference(isvc: Mapping[str, Any], template: Mapping[str, Any]) -> str | None:
-    """What the workload's pod template lacks of the InferenceService's spec, or None if it carries it.
-
-    Compares what pipeserve sets: the ``pipeserve.dev/*`` annotations and the predictor's own,
-    the storage URI (Standard mode), node selector, tolerations, ServiceAccount, RuntimeClass,
-    the runtime image tag and the model container's resources.
-    """
-    from kubernetes.utils import parse_quantity
-
-    meta = isvc.get("metadata") or {}
-    predictor = (isvc.get("spec") or {}).get("predictor") or {}
-    model = predictor.get("model") or {}
-    want = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("pipeserve.dev/")}
-    want.update(predictor.get("annotations") or {})
-    got = (template.get("metadata") or {}).get("annotations") or {}
-    stale = sorted((k for k, v in want.items() if got.get(k) != v), key=lambda k: (k != _VERSION_ANNOTATION, k))
-    if stale:
-        return f"annotation {stale[0]} is {got.get(stale[0])!r}, not {want[stale[0]]!r}"
-    if _SOURCE_URI in got and model.get("storageUri") and got[_SOURCE_URI] != model["storageUri"]:
-        return f"storage URI {got[_SOURCE_URI]}, not {model['storageUri']}"
-    pod = template.get("spec") or {}
-    selector = pod.get("nodeSelector") or {}
-    if any(selector.get(k) != v for k, v in (predictor.get("nodeSelector") or {}).items()):
-        return f"nodeSelector {selector}"
-    tolerations = pod.get("tolerations") or []
-    if any(t not in tolerations for t in predictor.get("tolerations") or []):
-        return f"tolerations {tolerations}"
-    for field in ("serviceAccountName", "runtimeClassName"):
-        if predictor.get(field) and pod.get(field) != predictor[field]:
-            return f"{field} {pod.get(field)}"
-    container = next((c for c in pod.get("containers") or [] if c.get("name") == "kserve-container"), None)
-    if container is None:
-        return "no kserve-container"
-    if model.get("runtimeVersion") and not str(container.get("image", "")).endswith(f":{model['runtimeVersion']}"):
-        return f"image {container.get('image')}"
-    have = container.get("resources") or {}
-    for kind in ("limits", "requests"):
-        for key, value in ((model.get("resources") or {}).get(kind) or {}).items():
-            current = (have.get(kind) or {}).get(key)
-            if current is None or parse_quantity(str(current)) != parse_quantity(str(value)):
-                return f"{kind} {key}={current}"
-    return None
-
-
-def _condition(obj: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any]:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind:
-            return cond
-    return {}
-
-
-def _deployment_pending(isvc: Mapping[str, Any], deployment: Mapping[str, Any] | None) -> str | None:
-    """Why the predictor Deployment has not rolled out the InferenceService's spec yet (None: it has)."""
-    if deployment is None:
-        return "waiting for KServe to create the predictor Deployment"
-    name = deployment["metadata"]["name"]
-    differs = template_difference(isvc, (deployment.get("spec") or {}).get("template") or {})
-    if differs:
-        return f"waiting for KServe to update Deployment {name} ({differs})"
-    status = deployment.get("status") or {}
-    if int(status.get("observedGeneration") or 0) < int(deployment["metadata"].get("generation") or 0):
-        return f"waiting for the Deployment controller to see Deployment {name}'s new spec"
-    progressing = _condition(deployment, "Progressing")
-    if progressing.get("reason") == "ProgressDeadlineExceeded":
-        return f"{_DEADLINE_EXCEEDED}: {progressing.get('message')}"
-    wanted = int((deployment.get("spec") or {}).get("replicas", 1) or 0)
-    updated = int(status.get("updatedReplicas") or 0)
-    total = int(status.get("replicas") or 0)
-    available = int(status.get("availableReplicas") or 0)
-    old = max(total - updated, 0)
-    serving = f" ({old} old one(s) still serving)" if old else ""
-    if updated < wanted:
-        return f"Deployment {name}: {updated} of {wanted} new replica(s) created{serving}"
-    new_available = max(available - old, 0) if old else available
-    if old or available < updated:
-        return f"Deployment {name}: {min(new_available, updated)} of {updated} new replica(s) available{serving}"
-    return None
-
-
-def _knative_pending(isvc: Mapping[str, Any], ksvc: Mapping[str, Any] | None, stored: Mapping[str, Any]) -> str | None:
-    """Why the Knative Service has not rolled out the InferenceService's spec yet (None: it has)."""
-    if ksvc is None:
-        return "waiting for KServe to create the Knative Service"
-    name = ksvc["metadata"]["name"]
-    differs = template_difference(isvc, (ksvc.get("spec") or {}).get("template") or {})
-    if differs:
-        return f"waiting for KServe to update Knative Service {name} ({differs})"
-    component = (((stored.get("status") or {}).get("components") or {}).get("predictor") or {})
-    canary = ((isvc.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent")
-    # KServe 0.20 splits only once a revision has rolled out to 100 %; until then the latest gets it all.
-    wanted = canary if canary is not None and component.get("latestRolledoutRevision") else 100
-    routed = next((t.get("percent") for t in (ksvc.get("spec") or {}).get("traffic") or [] if t.get("latestRevision")),
-                  None)
-    if routed != wanted:
-        return f"waiting for KServe to route {wanted} % to the latest revision of Knative Service {name} (now {routed})"
-    status = ksvc.get("status") or {}
-    generation = int(ksvc["metadata"].get("generation") or 0)
-    if int(status.get("observedGeneration") or 0) < generation:
-        return (f"Knative Service {name} generation {generation} not reconciled by Knative Serving yet "
-                f"(observed: {status.get('observedGeneration') or 'none'}; is Knative Serving's controller running?)")
-    ready = _condition(ksvc, "Ready")
-    latest, created = status.get("latestReadyRevisionName"), status.get("latestCreatedRevisionName")
-    if ready.get("status") != "True" or latest != created:
-        why = f": {ready.get('reason')} {ready.get('message') or ''}".rstrip() if ready.get("reason") else ""
-        return f"Knative Service {name}: revision {created or '?'} not Ready (latest ready: {latest or 'none'}){why}"
-    if component.get("latestReadyRevision") != latest:
-        return f"waiting for KServe to report revision {latest}"
-    return None
 
 
 def _incluster_namespace() -> str:
