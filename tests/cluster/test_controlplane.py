@@ -13,6 +13,7 @@ import time
 
 import pytest
 import yaml
+from clusterkit import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -89,17 +90,6 @@ def _cond(obj: dict | object, ctype: str) -> str | None:
         if t == ctype:
             return c["status"] if isinstance(c, dict) else c.status
     return None
-
-
-def _wait(what: str, fn, timeout: float = READY_TIMEOUT_S, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -191,7 +181,7 @@ def _deploy_and_wait_ready(api_client, namespace: str, isvc: dict) -> tuple[dict
         obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         return obj if _cond(obj, "Ready") == "True" else None
 
-    obj = _wait(f"InferenceService {name} Ready", ready)
+    obj = wait_for(ready, f"InferenceService {name} Ready", READY_TIMEOUT_S, 0.5)
     return obj, time.monotonic() - t0
 
 
@@ -302,7 +292,7 @@ def test_scheduler_enforces_gpu_allocatable(api_client, namespace):
                 return c.message
         return None
 
-    message = _wait("the 3-GPU pod to be reported Unschedulable", unschedulable, timeout=30)
+    message = wait_for(unschedulable, "the 3-GPU pod to be reported Unschedulable", 30, 0.5)
     assert "Insufficient nvidia.com/gpu" in message
     assert core.read_namespaced_pod("three-gpus", namespace).spec.node_name is None
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
 
 import pytest
+from clusterkit import gpus_taken, own_namespace
 from helpers import run_cli
 from kube.refusals import REFUSALS
 from kube.test_refusals import hand_written
@@ -36,23 +38,10 @@ def monkeypatch_module():
 
 
 @pytest.fixture
-def ns(admin) -> str:
+def ns(admin) -> Iterator[str]:
     """A namespace of the test's own; its InferenceServices are deleted afterwards (frees the GPUs)."""
-    name = f"dp-{int(time.time() * 1000) % 10**9}"
-    admin.apply_objects([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
-    _until(lambda: admin.get("v1", "ServiceAccount", "default", name), "the default ServiceAccount")
-    yield name
-    for isvc in admin.list("serving.kserve.io/v1beta1", "InferenceService", name):
-        admin.delete_inference_service(isvc["metadata"]["name"], name)
-    _until(lambda: not admin.list("v1", "Pod", name) or None, "the pods gone", 90)
-
-
-def _until(probe, what: str, timeout: float = 60):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-    return value
+    with own_namespace(admin, "dp") as name:
+        yield name
 
 
 def _pods(admin: Cluster, ns: str, name: str) -> list[dict]:
@@ -96,27 +85,10 @@ def test_the_smoke_inference_can_go_to_a_local_server_of_the_same_repository(ns,
 
 
 def test_without_gpu_capacity_deploy_fails_in_its_timeout_with_the_schedulers_reason(admin, ns, iris_repo):
-    # Take every GPU still free on the GPU node, so the predictor's pod cannot be scheduled.
-    node = admin.get("v1", "Node", "gpu-node-0")
-    used = sum(int(c["resources"].get("limits", {}).get("nvidia.com/gpu", 0))
-               for p in admin.list("v1", "Pod") if p["spec"].get("nodeName") == "gpu-node-0"
-               and p["status"].get("phase") in ("Pending", "Running") for c in p["spec"]["containers"])
-    free = int(node["status"]["allocatable"]["nvidia.com/gpu"]) - used
-    blocker = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gpu-hog", "namespace": ns}, "spec": {
-        "nodeSelector": {"nvidia.com/gpu.present": "true"},
-        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        "containers": [{"name": "hog", "image": "busybox", "resources": {"limits": {"nvidia.com/gpu": str(free)}}}]}}
-    if free:
-        admin.apply_objects([blocker])
-    try:
-        if free:
-            _until(lambda: (admin.get("v1", "Pod", "gpu-hog", ns) or {}).get("spec", {}).get("nodeName"),
-                   "the hog scheduled")
+    with gpus_taken(admin, ns):  # so the predictor's pod cannot be scheduled
         started = time.monotonic()
         result = deploy(iris_repo, ns, "--no-smoke", "--timeout", "15")
         took = time.monotonic() - started
-    finally:
-        admin.delete("v1", "Pod", "gpu-hog", ns)
     assert result.code == 1 and result.out == ""
     errors = [line for line in result.err.splitlines() if ": error: " in line]
     assert errors == [result.err.splitlines()[-1]]  # progress lines, then one line saying why

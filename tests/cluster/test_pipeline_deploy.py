@@ -6,10 +6,11 @@ each version has a storage URI KServe could fetch. Pods are simulated, so --no-s
 
 from __future__ import annotations
 
-import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
+from clusterkit import gpus_taken, own_namespace
 from helpers import run_cli
 
 from pipeserve.kube.client import Cluster
@@ -18,17 +19,10 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 @pytest.fixture
-def ns(local_cluster, monkeypatch) -> str:
+def ns(local_cluster, monkeypatch) -> Iterator[str]:
     monkeypatch.setenv("KUBECONFIG", str(local_cluster))
-    cluster = Cluster().connect()
-    name = f"pd-{uuid.uuid4().hex[:6]}"
-    cluster.apply_objects([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
-    deadline = time.monotonic() + 30
-    while cluster.get("v1", "ServiceAccount", "default", name) is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    yield name
-    cluster.delete_inference_service("iris", name)
+    with own_namespace(Cluster().connect(), "pd") as name:
+        yield name
 
 
 def _served(ns: str) -> tuple[str, str, bool, str]:
@@ -77,23 +71,9 @@ def test_a_rollout_that_never_becomes_ready_rolls_back_and_fails_the_run(mlflow_
     first = run_cli("run", "-p", "C=0.001", "--cpu", *base)
     assert first.code == 0, first.err
     cluster = Cluster().connect()
-    node = cluster.get("v1", "Node", "gpu-node-0")
-    used = sum(int(c["resources"].get("limits", {}).get("nvidia.com/gpu", 0))
-               for p in cluster.list("v1", "Pod") if p["spec"].get("nodeName") == "gpu-node-0"
-               and p["status"].get("phase") in ("Pending", "Running") for c in p["spec"]["containers"])
-    free = int(node["status"]["allocatable"]["nvidia.com/gpu"]) - used
-    hog = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gpu-hog", "namespace": ns}, "spec": {
-        "nodeSelector": {"nvidia.com/gpu.present": "true"},
-        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        "containers": [{"name": "hog", "image": "busybox", "resources": {"limits": {"nvidia.com/gpu": str(free)}}}]}}
-    if free:
-        cluster.apply_objects([hog])
-    try:
+    with gpus_taken(cluster, ns):
         # Version 2 is better (the gate lets it through) but wants a GPU, and none is free.
         failed = run_cli("run", *base)
-    finally:
-        cluster.delete("v1", "Pod", "gpu-hog", ns)
-        cluster.delete_inference_service(name, ns)
     assert failed.code == 1, failed.err
     assert "Insufficient nvidia.com/gpu" in failed.err and "back to version 1" in failed.err
     shown = run_cli("models", "show", f"{name}@champion", "--registry", url, "--output", "json")

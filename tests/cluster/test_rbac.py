@@ -8,9 +8,8 @@ Then a real `pipeserve deploy` runs as that identity.
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from clusterkit import new_namespace
 from helpers import run_cli
 from kube.render import helm_template, kustomize
 
@@ -35,12 +34,6 @@ def admin(local_cluster) -> Cluster:
     return Cluster(kubeconfig=str(local_cluster)).connect()
 
 
-def _namespace(admin: Cluster, prefix: str) -> str:
-    name = f"{prefix}-{int(time.time() * 1000) % 10**9}"
-    admin.apply_objects([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
-    return name
-
-
 def _in(ns: str, docs: list[dict]) -> list[dict]:
     return [{**d, "metadata": {**d["metadata"], "namespace": ns}} for d in docs
             if "helm.sh/hook" not in (d["metadata"].get("annotations") or {})]
@@ -57,7 +50,7 @@ def assert_exactly_the_deployer_rights(identity: Cluster, ns: str, other: str) -
 @pytest.mark.parametrize("source", ["manifests/rbac", "chart rbac.create=true"])
 def test_the_pipeline_runner_may_deploy_models_and_nothing_else(admin, kubectl, helm, kubeconfig_for, source,
                                                                 iris_repo, monkeypatch):
-    ns, other = _namespace(admin, "rbac"), _namespace(admin, "rbac-other")
+    ns, other = new_namespace(admin, "rbac"), new_namespace(admin, "rbac-other")
     if source == "manifests/rbac":
         docs, account = kustomize(kubectl, "rbac"), "pipeserve-pipeline-runner"
     else:
@@ -82,7 +75,7 @@ def test_the_pipeline_runner_may_deploy_models_and_nothing_else(admin, kubectl, 
 
 
 def test_the_model_reader_has_no_rights_at_all(admin, kubectl, kubeconfig_for):
-    ns = _namespace(admin, "reader")
+    ns = new_namespace(admin, "reader")
     admin.apply_objects(_in(ns, [d for d in kustomize(kubectl, "overlays/cpu") if d["kind"] == "ServiceAccount"]))
     reader = Cluster(kubeconfig=str(kubeconfig_for("model-reader", ns))).connect()
     for verb, resource, group in GRANTED + DENIED:

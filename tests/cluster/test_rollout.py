@@ -16,11 +16,12 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clusterkit import ISVC, free_gpus, gpus_taken, own_namespace, wait_for
 from helpers import run_cli
 from registry.conftest import MlflowServer, empty_db, good_fit, mlflow_server, renamed, weak_fit  # noqa: F401
 
@@ -32,7 +33,6 @@ from pipeserve.registry.rollouts import rollouts
 pytestmark = pytest.mark.cluster
 
 ARTIFACTS = "s3://bucket/mlartifacts"
-ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
 KSVC = ("serving.knative.dev/v1", "Service")
 SOURCE_URI = "internal.serving.kserve.io/storage-initializer-sourceuri"
 TIMINGS: dict[str, list[float]] = {}
@@ -54,14 +54,8 @@ def admin(local_cluster: Path, monkeypatch_module: pytest.MonkeyPatch) -> Cluste
 @pytest.fixture
 def ns(admin: Cluster) -> Iterator[str]:
     """A namespace of the test's own; its InferenceServices and pods are gone afterwards (frees the GPUs)."""
-    name = f"ro-{int(time.time() * 1000) % 10**9}"
-    admin.apply_objects([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
-    _until(lambda: admin.get("v1", "ServiceAccount", "default", name), "the default ServiceAccount")
-    yield name
-    for isvc in admin.list(*ISVC, name):
-        admin.delete_inference_service(isvc["metadata"]["name"], name)
-    _until(lambda: not admin.list("v1", "Pod", name) or None, "the pods gone", 90)
-    admin.delete("v1", "Namespace", name)
+    with own_namespace(admin, "ro") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +76,6 @@ def model(request: pytest.FixtureRequest, registry: MlflowRegistry, weak_fit, go
 
 def models(verb: str, registry: MlflowRegistry, *argv: str):  # type: ignore[no-untyped-def]
     return run_cli("models", verb, *argv, "--registry", registry.settings.uri, "--artifacts-destination", ARTIFACTS)
-
-
-def _until(probe: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return value
 
 
 def _ready(obj: dict[str, Any]) -> bool:
@@ -185,36 +171,17 @@ def test_version_2_replaces_1_and_rollback_puts_1_back(admin: Cluster, ns: str, 
     assert again.code == 2 and "has no earlier champion" in _one_error_line(again)
 
 
-def _free_gpus(admin: Cluster) -> int:
-    node = admin.get("v1", "Node", "gpu-node-0")
-    used = sum(int(c["resources"].get("limits", {}).get("nvidia.com/gpu", 0))
-               for p in admin.list("v1", "Pod") if p["spec"].get("nodeName") == "gpu-node-0"
-               and p["status"].get("phase") in ("Pending", "Running") and not p["metadata"].get("deletionTimestamp")
-               for c in p["spec"]["containers"])
-    return int(node["status"]["allocatable"]["nvidia.com/gpu"]) - used
-
-
 def test_a_rollout_without_gpu_capacity_rolls_back_by_itself_and_leaves_the_alias(admin: Cluster, ns: str, model: str,
                                                                                  registry: MlflowRegistry) -> None:
     # Version 1 on the GPU target takes one of gpu-node-0's two GPUs (other sessions may hold some: wait).
-    _until(lambda: _free_gpus(admin) >= 1, "a free GPU on gpu-node-0", 120)
+    wait_for(lambda: free_gpus(admin) >= 1, "a free GPU on gpu-node-0", 120)
     first = models("promote", registry, model, "1", "--namespace", ns, "--no-smoke", "--timeout", "60")
     assert first.code == 0, first.err
     _, _, before = _served(admin, ns, model)
-    free = _free_gpus(admin)
-    hog = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gpu-hog", "namespace": ns}, "spec": {
-        "nodeSelector": {"nvidia.com/gpu.present": "true"},
-        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        "containers": [{"name": "hog", "image": "busybox", "resources": {"limits": {"nvidia.com/gpu": str(free)}}}]}}
-    if free:
-        admin.apply_objects([hog])
-        _until(lambda: (admin.get("v1", "Pod", "gpu-hog", ns) or {}).get("spec", {}).get("nodeName"), "the hog")
-    try:
+    with gpus_taken(admin, ns):
         started = time.monotonic()
         result = models("promote", registry, model, "2", "--namespace", ns, "--no-smoke", "--timeout", "10")
         took = time.monotonic() - started
-    finally:
-        admin.delete("v1", "Pod", "gpu-hog", ns)
     assert result.code == 1 and result.out == ""
     line = _one_error_line(result)
     assert line.startswith(f"pipeserve models promote: error: rollout of {model}/2 to {ns}/{model} failed: ")
@@ -230,7 +197,7 @@ def test_a_rollout_without_gpu_capacity_rolls_back_by_itself_and_leaves_the_alia
     assert (version, source) == ("1", registry.storage_uri(f"{model}/1"))
     assert deployment["spec"]["template"] == before["spec"]["template"]
     assert _ready(admin.get(*ISVC, model, ns))
-    _until(lambda: len(_running_pods(admin, ns, model)) == 1 and all(
+    wait_for(lambda: len(_running_pods(admin, ns, model)) == 1 and all(
         p["metadata"]["annotations"]["pipeserve.dev/model-version"] == "1" for p in _running_pods(admin, ns, model)),
         "only version 1's pod running")
     [failed] = rollouts(registry, model, "2")
@@ -273,12 +240,12 @@ def test_what_kserve_020_does_with_spec_canary_in_standard_mode(admin: Cluster, 
     canary = {**isvc, "spec": {**isvc["spec"], "canary": [{"trafficPercent": 10, "predictor": {
         "name": "v2", "model": {**isvc["spec"]["predictor"]["model"], "storageUri": "s3://models/iris-v2/"}}}]}}
     admin.apply_objects([canary], force_conflicts=True)
-    stored = _until(lambda: (o := admin.get(*ISVC, "iris", ns)) and (o.get("status") or {}).get("canaryStatuses")
+    stored = wait_for(lambda: (o := admin.get(*ISVC, "iris", ns)) and (o.get("status") or {}).get("canaryStatuses")
                     and o, "the canary status")
     assert stored["status"]["canaryStatuses"][0]["trafficPercent"] == 10
-    assert _until(lambda: admin.get("apps/v1", "Deployment", "iris-v2-predictor", ns), "the canary Deployment")
+    assert wait_for(lambda: admin.get("apps/v1", "Deployment", "iris-v2-predictor", ns), "the canary Deployment")
     assert admin.get("v1", "Service", "iris-v2-predictor", ns)["spec"]["selector"] == {"app": "isvc.iris-v2-predictor"}
-    ingress = _until(lambda: admin.get("networking.k8s.io/v1", "Ingress", "iris", ns), "the Ingress")
+    ingress = wait_for(lambda: admin.get("networking.k8s.io/v1", "Ingress", "iris", ns), "the Ingress")
     backends = {p["backend"]["service"]["name"] for rule in ingress["spec"]["rules"]
                 for p in rule["http"]["paths"]}
     assert backends == {"iris-predictor"}  # no weight, no route: the canary's 10 % go nowhere
@@ -533,7 +500,7 @@ def test_knative_canary_then_abort_then_promote_then_rollback(admin: Cluster, ns
         assert _traffic(admin, ns, model) == [{"latestRevision": True, "percent": 100}]
         assert "canaryTrafficPercent" not in admin.get(*ISVC, model, ns)["spec"]["predictor"]
         rev2 = f"{model}-predictor-00002"  # no new revision: only the traffic changed
-        status = _until(lambda: (c := admin.get(*ISVC, model, ns)["status"]["components"]["predictor"])
+        status = wait_for(lambda: (c := admin.get(*ISVC, model, ns)["status"]["components"]["predictor"])
                         .get("latestRolledoutRevision") == rev2 and c, "KServe's rolled-out revision")
         assert status["previousRolledoutRevision"] == rev1
 
@@ -551,7 +518,7 @@ def test_knative_without_a_rolled_out_revision(admin: Cluster, ns: str, model: s
                      "--no-smoke", "--no-wait")
     assert applied.code == 0, applied.err
     assert "applied, not waited for" in applied.out and "note: not waited for" in applied.out
-    ksvc = _until(lambda: admin.get(*KSVC, f"{model}-predictor", ns), "the Knative Service")
+    ksvc = wait_for(lambda: admin.get(*KSVC, f"{model}-predictor", ns), "the Knative Service")
     assert ksvc["spec"]["traffic"] == [{"latestRevision": True, "percent": 100}]
     refused = models("promote", registry, model, "2", "--namespace", ns, "--canary", "10", "--no-smoke")
     assert refused.code == 2 and "has no revision rolled out to 100 % yet" in refused.err
@@ -562,7 +529,7 @@ def test_knative_without_a_rolled_out_revision(admin: Cluster, ns: str, model: s
     doc["spec"]["predictor"]["canaryTrafficPercent"] = 10
     doc["metadata"]["annotations"]["pipeserve.dev/probe"] = "canary-10"  # copied onto the template: KServe saw it
     admin.apply_objects([doc], force_conflicts=True)
-    _until(lambda: admin.get(*KSVC, f"{model}-predictor", ns)["spec"]["template"]["metadata"]["annotations"]
+    wait_for(lambda: admin.get(*KSVC, f"{model}-predictor", ns)["spec"]["template"]["metadata"]["annotations"]
            .get("pipeserve.dev/probe") == "canary-10", "KServe to reconcile the canary")
     assert _traffic(admin, ns, model) == [{"latestRevision": True, "percent": 100}]
     # Waiting for a rollout times out with Knative's state as the reason; putting it back cannot finish either.

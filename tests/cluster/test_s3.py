@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from clusterkit import empty_namespace, new_namespace, wait_for
 from helpers import spawn_cli
 from registry.conftest import renamed
 
@@ -184,17 +184,6 @@ def _kserve_entrypoint() -> Path:
     return script
 
 
-def _wait(what: str, probe, timeout: float = 60):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
-
-
 def test_kserve_storage_initializer_fetches_what_we_emit_and_pipeserve_serves_it(
         s3_store: S3Store, local_cluster: Path, iris_fit, iris_repo: Path, tmp_path: Path) -> None:
     from pipeserve.kube.client import Cluster
@@ -215,14 +204,12 @@ def test_kserve_storage_initializer_fetches_what_we_emit_and_pipeserve_serves_it
 
     # 2. Applied to the control plane: KServe's controller makes the Deployment, its pod webhook the init container.
     cluster = Cluster(kubeconfig=str(local_cluster)).connect()
-    ns = f"s3-{uuid.uuid4().hex[:8]}"
-    cluster.apply_objects([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}])
-    _wait(f"ServiceAccount default in {ns}", lambda: cluster.get("v1", "ServiceAccount", "default", ns))
+    ns = new_namespace(cluster, "s3")
     stored = cluster.apply_objects([{**d, "metadata": {**d["metadata"], "namespace": ns}} for d in docs])
     isvc = next(d for d in stored if d["kind"] == "InferenceService")
     assert isvc["spec"]["predictor"]["serviceAccountName"] == "model-reader"
     try:
-        pods = _wait("the predictor pod", lambda: cluster.list("v1", "Pod", ns))
+        pods = wait_for(lambda: cluster.list("v1", "Pod", ns), "the predictor pod")
         init = next(c for c in pods[0]["spec"]["initContainers"] if c["name"] == "storage-initializer")
         assert init["args"] == [storage_uri, "/mnt/models"]
         secret = cluster.get("v1", "Secret", "model-reader", ns)
@@ -241,7 +228,7 @@ def test_kserve_storage_initializer_fetches_what_we_emit_and_pipeserve_serves_it
             "S3_ENDPOINT": s3_store.host_port, "AWS_ENDPOINT_URL": s3_store.endpoint, "S3_USE_HTTPS": "0",
             "S3_VERIFY_SSL": "1"}
     finally:
-        cluster.delete_inference_service(isvc["metadata"]["name"], ns)
+        empty_namespace(cluster, ns)
 
     # 3. The storage initializer, with exactly that environment and those arguments (/mnt/models moved into tmp).
     mnt = tmp_path / "mnt" / "models"

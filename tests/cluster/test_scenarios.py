@@ -12,10 +12,10 @@ and, where the pods can be scheduled, Ready.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import pytest
+from clusterkit import empty_namespace, new_namespace, wait_for
 from kube.conftest import make_card
 from kube.render import CHART, MANIFESTS, SCENARIOS, helm_template, kustomize
 from kube.test_builder import VALID_SPECS
@@ -49,32 +49,13 @@ S3_SECRET = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
              "stringData": {"AWS_ACCESS_KEY_ID": "reader", "AWS_SECRET_ACCESS_KEY": "reader-secret"}}
 
 
-def _wait(what: str, probe, timeout: float = TIMEOUT_S):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
-
-
 def _isolated(cluster: Cluster, docs: list[dict[str, Any]], label: str) -> tuple[str, dict[str, Any]]:
     """Apply ``docs`` (strict SSA) into a fresh namespace; return it and the stored InferenceService."""
-    ns = f"sc-{label}-{int(time.time() * 1000) % 10**9}"
-    cluster.apply_objects([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}])
-    _wait(f"ServiceAccount default in {ns}", lambda: cluster.get("v1", "ServiceAccount", "default", ns))
+    ns = new_namespace(cluster, f"sc-{label}")
     docs = [{**d, "metadata": {**d["metadata"], "namespace": ns}} for d in docs
             if "helm.sh/hook" not in (d["metadata"].get("annotations") or {})]  # not the `helm test` pod
     stored = cluster.apply_objects(docs)
     return ns, next(d for d in stored if d["kind"] == "InferenceService")
-
-
-def _teardown(cluster: Cluster, ns: str, name: str) -> None:
-    # Free the GPUs for the next scenario: the garbage collector takes Deployment, ReplicaSet, pods.
-    cluster.delete_inference_service(name, ns)
-    _wait(f"pods of {ns}/{name} gone", lambda: not cluster.list("v1", "Pod", ns) or None, 90)
 
 
 def check_controller_objects(cluster: Cluster, ns: str, isvc: dict[str, Any], schedulable: bool,
@@ -91,7 +72,7 @@ def check_controller_objects(cluster: Cluster, ns: str, isvc: dict[str, Any], sc
         image = f"{image.rsplit(':', 1)[0]}:{model['runtimeVersion']}"
     workload = f"{name}-predictor"
     if mode == "Knative":
-        ksvc = _wait("the Knative Service", lambda: cluster.get("serving.knative.dev/v1", "Service", workload, ns))
+        ksvc = wait_for(lambda: cluster.get("serving.knative.dev/v1", "Service", workload, ns), "the Knative Service")
         template = ksvc["spec"]["template"]
         pod_spec = template["spec"]
         assert cluster.get("apps/v1", "Deployment", workload, ns) is None  # Knative's job, not KServe's
@@ -102,19 +83,19 @@ def check_controller_objects(cluster: Cluster, ns: str, isvc: dict[str, Any], sc
             assert (template["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"]
                     == str(predictor["minReplicas"]))
     else:
-        deployment = _wait("the Deployment", lambda: cluster.get("apps/v1", "Deployment", workload, ns))
+        deployment = wait_for(lambda: cluster.get("apps/v1", "Deployment", workload, ns), "the Deployment")
         pod_spec = deployment["spec"]["template"]["spec"]
         assert cluster.get("v1", "Service", workload, ns) is not None
         autoscaler = annotations.get("serving.kserve.io/autoscalerClass", "hpa")
         hpa = cluster.get("autoscaling/v2", "HorizontalPodAutoscaler", workload, ns)
         scaled = cluster.get("keda.sh/v1alpha1", "ScaledObject", workload, ns)
         if autoscaler == "hpa":
-            hpa = _wait("the HPA", lambda: cluster.get("autoscaling/v2", "HorizontalPodAutoscaler", workload, ns))
+            hpa = wait_for(lambda: cluster.get("autoscaling/v2", "HorizontalPodAutoscaler", workload, ns), "the HPA")
             assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (
                 max(1, predictor["minReplicas"]), predictor["maxReplicas"])
             assert scaled is None
         elif autoscaler == "keda":
-            scaled = _wait("the ScaledObject", lambda: cluster.get("keda.sh/v1alpha1", "ScaledObject", workload, ns))
+            scaled = wait_for(lambda: cluster.get("keda.sh/v1alpha1", "ScaledObject", workload, ns), "the ScaledObject")
             trigger = scaled["spec"]["triggers"][0]
             external = predictor["autoScaling"]["metrics"][0]["external"]
             assert trigger["metadata"]["query"] == external["metric"]["query"]
@@ -139,8 +120,8 @@ def check_controller_objects(cluster: Cluster, ns: str, isvc: dict[str, Any], sc
         assert toleration in pod_spec["tolerations"]
     if mode == "Knative":
         return
-    pods = _wait("the predictor pods", lambda: cluster.list("v1", "Pod", ns,
-                                                           label_selector=f"serving.kserve.io/inferenceservice={name}"))
+    pods = wait_for(lambda: cluster.list("v1", "Pod", ns, label_selector=f"serving.kserve.io/inferenceservice={name}"),
+                    "the predictor pods")
     init = {c["name"]: c for c in pods[0]["spec"].get("initContainers", [])}
     assert init["storage-initializer"]["args"][:2] == [model["storageUri"], "/mnt/models"]
     if s3:  # the ServiceAccount lists S3_SECRET: KServe hands its keys and endpoint to the initializer
@@ -149,10 +130,11 @@ def check_controller_objects(cluster: Cluster, ns: str, isvc: dict[str, Any], sc
         assert env["S3_ENDPOINT"]["value"] == "minio:9000" and env["S3_USE_HTTPS"]["value"] == "0"
     if schedulable:
         gpu = bool(gpu_keys)
-        _wait("the pods scheduled and Ready", lambda: all(
+        wait_for(lambda: all(
             p["spec"].get("nodeName") == ("gpu-node-0" if gpu else "cpu-node-0")
             and (p.get("status") or {}).get("phase") == "Running"
-            for p in cluster.list("v1", "Pod", ns, label_selector=f"serving.kserve.io/inferenceservice={name}")))
+            for p in cluster.list("v1", "Pod", ns, label_selector=f"serving.kserve.io/inferenceservice={name}")),
+            "the pods scheduled and Ready")
         cluster.wait_ready(name, ns, timeout_s=TIMEOUT_S)
     else:
         assert cluster.pod_problem(name, ns)  # Pending, with the scheduler's reason
@@ -169,7 +151,7 @@ def test_builder_scenario(cluster, label):
     try:
         check_controller_objects(cluster, ns, stored, schedulable=label not in UNSCHEDULABLE)
     finally:
-        _teardown(cluster, ns, stored["metadata"]["name"])
+        empty_namespace(cluster, ns)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -178,7 +160,7 @@ def test_kustomize_overlay(cluster, kubectl, scenario):
     try:
         check_controller_objects(cluster, ns, stored, schedulable=True, s3=True)
     finally:
-        _teardown(cluster, ns, stored["metadata"]["name"])
+        empty_namespace(cluster, ns)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -187,7 +169,7 @@ def test_chart_scenario(cluster, helm, scenario):
     try:
         check_controller_objects(cluster, ns, stored, schedulable=True, s3=True)
     finally:
-        _teardown(cluster, ns, stored["metadata"]["name"])
+        empty_namespace(cluster, ns)
 
 
 def test_the_scenarios_cover_every_mode_and_autoscaler():
