@@ -108,15 +108,17 @@ def test_compile_writes_parseable_yaml(tmp_path):
     result = run_cli("compile", "--output", str(tmp_path / "p.yaml"), "--kubernetes-manifest", str(tmp_path / "k.yaml"),
                      "--components-dir", str(tmp_path / "components"))
     assert result.code == 0, result.err
-    assert yaml.safe_load((tmp_path / "p.yaml").read_text())["pipelineInfo"]["name"] == "train-and-serve"
+    spec, platform = yaml.safe_load_all((tmp_path / "p.yaml").read_text())  # pipeline spec, kfp-kubernetes
+    assert spec["pipelineInfo"]["name"] == "train-and-serve" and "kubernetes" in platform["platforms"]
     assert len(list(yaml.safe_load_all((tmp_path / "k.yaml").read_text()))) == 2
-    assert len(list((tmp_path / "components").glob("*.yaml"))) == 11
+    assert len(list((tmp_path / "components").glob("*.yaml"))) == 12
 
 
 def test_compile_for_a_prebuilt_image(tmp_path):
     result = run_cli("compile", "--output", str(tmp_path / "p.yaml"), "--image", "registry.example/pipeserve:0.1.0")
     assert result.code == 0, result.err
-    executors = yaml.safe_load((tmp_path / "p.yaml").read_text())["deploymentSpec"]["executors"]
+    spec, _ = yaml.safe_load_all((tmp_path / "p.yaml").read_text())
+    executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {"registry.example/pipeserve:0.1.0"}
     assert "pip install" not in (tmp_path / "p.yaml").read_text()
 

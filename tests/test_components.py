@@ -1,5 +1,6 @@
 """Each KFP component's Python function, called directly with real artifacts in tmp_path, and
-each step's compiled code run the way a pod runs it (its embedded archive, its pinned packages only)."""
+each step's compiled code run the way a pod runs it (pipeserve from load_data's library artifact
+alone, its pinned packages only)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,15 @@ def _artifact(cls, tmp_path: Path, name: str):
 
 
 @pytest.fixture()
-def steps(tmp_path):
-    """Run load_data → train → evaluate → package through .python_func; return the artifacts."""
+def steps(tmp_path, monkeypatch):
+    """Run load_data → train → evaluate → package through .python_func; return the artifacts.
+
+    In this process pipeserve is installed (and imported): load_data hands a copy of it on, and
+    puts it on a sys.path that is put back afterwards."""
+    monkeypatch.setattr(sys, "path", sys.path[:])
     train_data, test_data = _artifact(dsl.Dataset, tmp_path, "train"), _artifact(dsl.Dataset, tmp_path, "test")
-    info = load_data.python_func(source="iris", train_data=train_data, test_data=test_data)
+    library = _artifact(dsl.Artifact, tmp_path, "library")
+    info = load_data.python_func(source="iris", train_data=train_data, test_data=test_data, library=library)
     model = _artifact(dsl.Model, tmp_path, "model")
     train.python_func(train_data=train_data, model=model, estimator="", params_json='{"C": 0.5}')
     metrics = _artifact(dsl.Metrics, tmp_path, "metrics")
@@ -49,7 +55,8 @@ def steps(tmp_path):
                         model_name="iris", packaged_model=packaged, pipeline_run="run-123",
                         source_revision="abc123")
     return dict(info=info, train_data=train_data, test_data=test_data, model=model, metrics=metrics,
-                cls_metrics=cls_metrics, card_md=card_md, metrics_json=metrics_json, packaged=packaged)
+                cls_metrics=cls_metrics, card_md=card_md, metrics_json=metrics_json, packaged=packaged,
+                library=library)
 
 
 def test_load_data(steps):
@@ -58,6 +65,19 @@ def test_load_data(steps):
     assert info.fingerprint.startswith("sha256:")
     assert steps["train_data"].metadata["rows"] == 120 and steps["test_data"].metadata["rows"] == 30
     assert steps["train_data"].metadata["lineage"]["fingerprint"] == info.fingerprint
+
+
+def test_load_data_hands_the_installed_library_on(steps):
+    """Where pipeserve is installed (kfp.local, --image), the library artifact is a copy of it."""
+    import pipeserve
+
+    library = steps["library"]
+    copy = Path(library.path) / "pipeserve"
+    installed = Path(pipeserve.__file__).parent
+    assert (copy / "__init__.py").read_bytes() == (installed / "__init__.py").read_bytes()
+    assert (copy / "components" / "data.py").is_file() and (copy / "kube" / "schemas").is_dir()
+    assert not list(copy.rglob("__pycache__"))  # the sources: each process compiles (or caches) its own
+    assert library.metadata["version"] == pipeserve.__version__ and library.metadata["files"] > 50
 
 
 def test_train(steps):
@@ -169,18 +189,63 @@ def test_select_candidate_picks_the_best_and_shows_every_score(tmp_path):
     assert "`C=1` **(chosen)**" in Path(search.path).read_text()
 
 
+# -- the library: load_data carries it, every other step imports it from load_data's artifact -----
+
+
+def test_every_step_but_load_data_starts_by_putting_the_library_first():
+    """The one line a function component can import an artifact's code with, the same in every step."""
+    import ast
+    import inspect
+    import textwrap
+
+    from kfp.dsl import Artifact, Input
+
+    from pipeserve.components.runtime import _FUNCTIONS, LIBRARY_STEP
+
+    line = '__import__("sys").path[:0] = [library.path] if library else []'
+    for name, func in _FUNCTIONS.items():
+        parameter = inspect.signature(func).parameters["library"]
+        if name == LIBRARY_STEP:
+            assert parameter.annotation == dsl.Output[Artifact] and parameter.default is inspect.Parameter.empty
+            continue
+        assert parameter.annotation == Input[Artifact] and parameter.default is None, name
+        source = textwrap.dedent(inspect.getsource(func))
+        (definition,) = ast.parse(source).body
+        assert ast.get_docstring(definition) and ast.get_source_segment(source, definition.body[1]) == line, name
+
+
+def test_executors_keep_the_description_and_leave_the_args_to_the_inputs():
+    from pipeserve.components.runtime import executor_source
+
+    program = ('import kfp\n\ndef step(x: int):\n    """Do it.\n\n    More.\n\n    Args:\n        x: A number.\n'
+               '    """\n    return x\n')
+    assert executor_source(program, "step") == 'import kfp\n\ndef step(x: int):\n    """Do it.\n\n    More."""\n' \
+                                               "    return x\n"
+    assert executor_source("def step():\n    return 1\n", "step") == "def step():\n    return 1\n"
+
+
 # -- a step as a pod runs it --------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_each_step_runs_from_its_archive_with_only_its_pinned_packages(tmp_path):
-    """Like a pod on the stock image, minus pip (tests/podsim.py): the fan-out too. The registry
-    steps run the same way against a real MLflow server in tests/registry/test_pipeline_steps.py."""
+def test_each_step_runs_from_the_library_artifact_with_only_its_pinned_packages(tmp_path):
+    """Like a pod on the stock image, minus pip (tests/podsim.py): load_data unpacks the library it
+    carries into its artifact, and each later step imports pipeserve from that artifact alone (the
+    fan-out too). The registry steps run the same way against a real MLflow server in
+    tests/registry/test_pipeline_steps.py; the deploy step, which needs a cluster, runs here until it
+    asks for one, and every module it can import imports."""
     from podsim import StepRunner
+
+    from pipeserve.components.deployment import deploy as deploy_function
+    from pipeserve.components.embed import library_files
+    from pipeserve.components.runtime import _FUNCTIONS, NOT_EMBEDDED
 
     pod = StepRunner(tmp_path)
     new = pod.new
     pod.run("load_data", {"source": "iris", "train_data": new("Dataset", "train"), "test_data": new("Dataset", "test")})
+    library = Path(pod.artifacts["library"]["uri"])
+    assert sorted(p.relative_to(library / "pipeserve") for p in library.rglob("*.py")) == library_files(
+        *_FUNCTIONS.values(), unused=NOT_EMBEDDED)
     train, test = pod.artifacts["train"], pod.artifacts["test"]
     candidates = pod.run("plan_grid", {"param_grid_json": '{"C": [0.01, 1]}', "params_json": "{}"})
     scores = [pod.run("score_candidate", {"train_data": train, "candidate": c, "cv_metrics": new("Metrics", f"cv{i}")},
@@ -201,3 +266,12 @@ def test_each_step_runs_from_its_archive_with_only_its_pinned_packages(tmp_path)
     isvc = yaml.safe_load(Path(pod.artifacts["isvc.yaml"]["uri"]).read_text())
     assert isvc["spec"]["predictor"]["model"]["modelFormat"]["name"] == "onnx"
     assert json.loads(metrics_json)["accuracy"] > 0.9
+    # deploy, with and without a registry: imported, running, and refused for want of a cluster.
+    for registry in ("", "http://127.0.0.1:9/"):
+        pod.run("deploy", {"packaged_model": pod.artifacts["packaged"], "model_name": "iris", "registry": registry,
+                           "version": "1", "report": new("Markdown", f"deploy{registry[:4]}")},
+                label=f"deploy{registry[:4]}", error="No Kubernetes cluster configured")
+    modules = sorted({"pipeserve." + ".".join(p.with_suffix("").parts).removesuffix(".__init__")
+                      for p in library_files(deploy_function, unused=NOT_EMBEDDED) if p.suffix == ".py"})
+    assert "pipeserve.rollout" in modules and "pipeserve.kube.render" in modules
+    pod.imports("deploy", modules)

@@ -7,16 +7,19 @@
 comparable across compiles, for the golden tests.
 
 A step used twice in the pipeline (``train`` for a plain run and for the best grid candidate, the
-emit step with and without a registry) is written once: KFP's compiler gives each use its own copy
-of the component and its executor (``comp-train-2``, ``exec-train-2``), embedded library and all,
-and :func:`share_identical_steps` points every use at one of them, as KFP's backend itself does
-when it turns the spec into an Argo workflow (its templates are keyed by the container's hash).
+emit step three times, deploy twice) is written once: KFP's compiler gives each use its own copy
+of the component and its executor (``comp-train-2``, ``exec-train-2``), pins and all, and
+:func:`share_identical_steps` points every use at one of them, as KFP's backend itself does when
+it turns the spec into an Argo workflow (its templates are keyed by the container's hash). The
+platform document (kfp-kubernetes: the training steps' node selector and tolerations) names
+executors too; it is kept in step.
 """
 
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,30 +77,45 @@ def _write(pipeline: Any, path: Path, **options: Any) -> None:
     with type_utils.TypeCheckManager(enable=True):
         spec = builder.modify_pipeline_spec_with_override(pipeline_spec=pipeline.pipeline_spec, pipeline_name=None,
                                                           pipeline_parameters=None, pipeline_display_name=None)
-        if not pipeline.platform_spec.platforms:  # platform specs name executors too; none here
-            shared = share_identical_steps(json_format.MessageToDict(spec))
-            spec = json_format.ParseDict(shared, pipeline_spec_pb2.PipelineSpec())
+        platform = json_format.MessageToDict(pipeline.platform_spec)
+        shared = share_identical_steps(json_format.MessageToDict(spec), platform)
+        spec = json_format.ParseDict(shared, pipeline_spec_pb2.PipelineSpec())
+        platform_spec = json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec())
         builder.write_pipeline_spec_to_file(pipeline_spec=spec, pipeline_description=pipeline.description,
-                                            platform_spec=pipeline.platform_spec, package_path=str(path), **options)
+                                            platform_spec=platform_spec, package_path=str(path), **options)
 
 
-def share_identical_steps(spec: dict[str, Any]) -> dict[str, Any]:
+def share_identical_steps(spec: dict[str, Any], platform: dict[str, Any] | None = None) -> dict[str, Any]:
     """Point every use of a step at one copy of its component and executor (a PipelineSpec as a dict).
 
     KFP's compiler writes ``comp-x-2``/``exec-x-2`` for the second use of component ``x``, the
     same bytes under another name. Identical executors become one (the shortest name stays), then
     components that became identical become one, and the tasks that used the copies use it.
 
+    Args:
+        spec: The PipelineSpec, as a dict.
+        platform: Its PlatformSpec as a dict (kfp-kubernetes' node selectors, tolerations, ...),
+            which configures executors by name: executors are identical only when their platform
+            configuration is too, and the dropped ones' entries go.
+
     Returns:
-        The same spec, changed in place.
+        ``spec``, changed in place (and ``platform`` too).
     """
+    import json
+
+    platform_executors = [p.get("deploymentSpec", {}).get("executors", {})
+                          for p in (platform or {}).get("platforms", {}).values()]
     executors = spec["deploymentSpec"]["executors"]
-    renamed = _merge_identical(executors)
+    renamed = _merge_identical(executors, lambda name: json.dumps(
+        [executors[name], [configs.get(name) for configs in platform_executors]], sort_keys=True))
+    for configs in platform_executors:
+        for name in renamed:
+            configs.pop(name, None)
     components = spec["components"]
     for component in components.values():
         if component.get("executorLabel") in renamed:
             component["executorLabel"] = renamed[component["executorLabel"]]
-    renamed = _merge_identical(components)
+    renamed = _merge_identical(components, lambda name: json.dumps(components[name], sort_keys=True))
     for dag in [spec["root"], *components.values()]:
         for task in dag.get("dag", {}).get("tasks", {}).values():
             ref = task["componentRef"]
@@ -105,18 +123,16 @@ def share_identical_steps(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def _merge_identical(entries: dict[str, Any]) -> dict[str, str]:
-    """Drop entries equal to one with a shorter (then smaller) name; return ``{dropped: kept}``."""
-    import json
-
+def _merge_identical(entries: dict[str, Any], key: Callable[[str], str]) -> dict[str, str]:
+    """Drop entries whose ``key`` equals one with a shorter (then smaller) name; return ``{dropped: kept}``."""
     kept: dict[str, str] = {}
     renamed: dict[str, str] = {}
     for name in sorted(entries, key=lambda n: (len(n), n)):
-        key = json.dumps(entries[name], sort_keys=True)
-        if key in kept:
-            renamed[name] = kept[key]
+        identity = key(name)
+        if identity in kept:
+            renamed[name] = kept[identity]
         else:
-            kept[key] = name
+            kept[identity] = name
     for name in renamed:
         del entries[name]
     return renamed
@@ -154,21 +170,31 @@ def _package_version() -> str:
 def normalize_compiled(text: str) -> str:
     """Replace each embedded archive by a digest of the files inside it.
 
-    The archive's gzip header carries a timestamp, so its bytes differ on every compile; the files
-    it holds do not. Comparing normalized texts therefore detects a stale library in the YAML.
+    KFP gzips what a component embeds with a timestamp in the gzip header, so its bytes differ on
+    every compile; the files it holds do not. The library's own archive (``pipeserve.tar.xz``,
+    inside KFP's) is opened too, and its files digested, so compressors of other versions give
+    the same digest. Comparing normalized texts therefore detects a stale library in the YAML.
     """
     import base64
     import gzip
     import hashlib
     import tarfile
 
+    def update(h: Any, tar: tarfile.TarFile) -> None:
+        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+            if not member.isfile():
+                continue
+            data = tar.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name.endswith(".tar.xz"):
+                with tarfile.open(fileobj=io.BytesIO(data), mode="r:xz") as inner:
+                    update(h, inner)
+            else:
+                h.update(member.name.encode() + b"\0" + data)
+
     def digest(match: re.Match[str]) -> str:
-        raw = gzip.decompress(base64.b64decode(match.group(1)))
         h = hashlib.sha256()
-        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-            for member in sorted(tar.getmembers(), key=lambda m: m.name):
-                if member.isfile():
-                    h.update(member.name.encode() + b"\0" + tar.extractfile(member).read())  # type: ignore[union-attr]
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(base64.b64decode(match.group(1))))) as tar:
+            update(h, tar)
         return f"__KFP_EMBEDDED_ARCHIVE_B64 = '<files sha256 {h.hexdigest()}>'"
 
     return _ARCHIVE.sub(digest, text)

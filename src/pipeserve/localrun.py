@@ -2,10 +2,11 @@
 
 ``kfp.local.SubprocessRunner(use_venv=False)`` runs each step as a subprocess of the current
 interpreter, which already has pipeserve and its dependencies: the steps are built for
-:meth:`ComponentRuntime.local`, so they neither pip-install anything nor unpack an embedded copy
-of the library (that is how the compiled pipeline ships to a stock image; see
-:mod:`pipeserve.compiler`). KFP's own logs are verbose (every executor input is dumped), so they go
-to a log file and the terminal gets one line per step.
+:meth:`ComponentRuntime.local`, so they pip-install nothing and embed no library; load_data hands
+a copy of the installed pipeserve to the other steps as its library artifact, as the compiled
+pipeline hands on the library load_data carries (:mod:`pipeserve.components.runtime`). KFP's own
+logs are verbose (every executor input is dumped), so they go to a log file and the terminal gets
+one line per step.
 
 kfp.local 2.17.3 resolves a ``dsl.OneOf`` of parameters but not of artifacts (a condition group's
 output with two artifact selectors raises "Expected 1 artifact in ArtifactSelectorSpec"); the

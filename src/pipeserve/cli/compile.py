@@ -12,9 +12,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="compile the pipeline to YAML for the KFP UI (and KFP Pipeline resources for kubectl)",
         description="Compile the train_and_serve pipeline. Upload OUTPUT in the Kubeflow Pipelines UI "
         "(Pipelines → Upload pipeline), or apply the --kubernetes-manifest with kubectl on KFP's "
-        "Kubernetes-native API mode. By default every step runs on a stock Python image, pip-installs "
-        "the pinned packages it imports and carries the pipeserve modules it needs; with --image the "
-        "steps run on an image built from the project's Dockerfile and install nothing.",
+        "Kubernetes-native API mode. By default every step runs on a stock Python image and pip-installs "
+        "the pinned packages it imports; the first step carries the pipeserve modules the steps need "
+        "and hands them to the others as an artifact. With --image the steps run on an image built from "
+        "the project's Dockerfile and install nothing.",
     )
     parser.add_argument("--output", "-o", type=Path, default=Path("train_and_serve.yaml"),
                         help="pipeline YAML to write (default: train_and_serve.yaml)")

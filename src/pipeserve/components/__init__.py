@@ -3,15 +3,19 @@
 One module per step holds the function that runs in the step's pod (:mod:`.data`, the
 hyperparameter fan-out :mod:`.grid`, :mod:`.scoring`, :mod:`.selection`, then :mod:`.training`,
 :mod:`.evaluation`, :mod:`.packaging`, the registry's :mod:`.registration`, :mod:`.gating`,
-:mod:`.promotion`, :mod:`.emit` and :mod:`.deployment`); :mod:`.runtime` turns them into KFP components for an image::
+:mod:`.promotion`, :mod:`.emit` and :mod:`.deployment`); :mod:`.runtime` turns them into KFP
+components for an image. The first step, load_data, hands the pipeserve library to the others as
+its ``library`` output artifact; each other function takes it as ``library`` and puts it first on
+``sys.path`` before it imports pipeserve::
 
     from pipeserve.components import build_components, ComponentRuntime
     steps = build_components(ComponentRuntime.prebuilt("ghcr.io/pipeserve/pipeserve-runtime:0.1.0"))
 
 ``pipeserve.components.load_data`` (and ``plan_grid``, ``score_candidate``, ``select_candidate``,
 ``train``, ``evaluate``, ``package``, ``register``, ``gate``, ``promote``,
-``emit_inference_service``) are the components as compiled into ``pipelines/train_and_serve.yaml``:
-stock Python image, pinned packages, embedded library. They are built on first use, not at import.
+``emit_inference_service``, ``deploy``) are the components as compiled into
+``pipelines/train_and_serve.yaml``: stock Python image, pinned packages, the library embedded in
+load_data. They are built on first use, not at import.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ def emit_inference_service(
     max_replicas: int = 3,
     storage_uri: str = "",
     runtime_version: str = "",
+    library: Input[Artifact] = None,
 ) -> str:
     """Render a KServe InferenceService (YAML) that serves the packaged model.
 
@@ -28,10 +29,12 @@ def emit_inference_service(
             (KFP's ``minio://`` is rewritten to ``s3://``).
         runtime_version: Image tag of the serving runtime (e.g. Triton ``24.08-py3``); empty for
             the cluster's default. The model must load in it (checked).
+        library: The pipeserve library (load_data's library output); unset where pipeserve is installed.
 
     Returns:
         The storageUri written into the manifest.
     """
+    __import__("sys").path[:0] = [library.path] if library else []  # pipeserve from load_data's library artifact
     from pathlib import Path
 
     from pipeserve.kube import DeploymentSpec, build_inference_service, to_yaml

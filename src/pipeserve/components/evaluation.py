@@ -1,6 +1,6 @@
 """The evaluate component: metrics, confusion matrix and ROC for the KFP UI, and a Markdown model card."""
 
-from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 
 def evaluate(
@@ -11,6 +11,7 @@ def evaluate(
     classification_metrics: Output[ClassificationMetrics],
     model_card: Output[Markdown],
     model_name: str = "model",
+    library: Input[Artifact] = None,
 ) -> str:
     """Evaluate the model on the held-out split.
 
@@ -22,10 +23,12 @@ def evaluate(
         classification_metrics: Confusion matrix and ROC curve (classification only).
         model_card: Markdown summary (KFP UI: Markdown viewer).
         model_name: Model name shown in the Markdown summary.
+        library: The pipeserve library (load_data's library output); unset where pipeserve is installed.
 
     Returns:
         The scalar metrics as a JSON object.
     """
+    __import__("sys").path[:0] = [library.path] if library else []  # pipeserve from load_data's library artifact
     import json
 
     from pipeserve import data, evaluation, training

@@ -1,6 +1,6 @@
 """The gate component: may the registered challenger replace the champion, by the declared rule?"""
 
-from kfp.dsl import Input, Markdown, Model, Output
+from kfp.dsl import Artifact, Input, Markdown, Model, Output
 
 
 def gate(
@@ -11,6 +11,7 @@ def gate(
     gate_rule: str = "default",
     serving_name: str = "",
     serving_namespace: str = "",
+    library: Input[Artifact] = None,
 ) -> str:
     """Compare the challenger's held-out metrics with the champion's by a rule; render the decision.
 
@@ -28,10 +29,12 @@ def gate(
         serving_name: A deployed InferenceService whose annotations give the champion's metrics;
             empty to use the registry's champion.
         serving_namespace: Its namespace; empty for the pod's own (or the kubeconfig context's).
+        library: The pipeserve library (load_data's library output); unset where pipeserve is installed.
 
     Returns:
         The decision: 'promote' or 'hold back'.
     """
+    __import__("sys").path[:0] = [library.path] if library else []  # pipeserve from load_data's library artifact
     import json
     from pathlib import Path
 

@@ -1,6 +1,6 @@
 """The package component: ONNX (Triton layout) + skops + model card, after a parity check."""
 
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 
 def package(
@@ -16,6 +16,7 @@ def package(
     source_revision: str = "",
     serving_target: str = "triton-gpu",
     runtime_version: str = "",
+    library: Input[Artifact] = None,
 ):
     """Convert to ONNX, check parity with scikit-learn, and write a Triton model repository.
 
@@ -36,7 +37,9 @@ def package(
         serving_target: Where the model will be served; the ONNX file is converted for the ONNX
             Runtime of that target's runtime image.
         runtime_version: Image tag of that runtime; empty for what stock KServe 0.21 runs.
+        library: The pipeserve library (load_data's library output); unset where pipeserve is installed.
     """
+    __import__("sys").path[:0] = [library.path] if library else []  # pipeserve from load_data's library artifact
     import json
 
     from pipeserve import data, packaging, runtimes, training

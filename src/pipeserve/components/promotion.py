@@ -1,6 +1,6 @@
 """The promote component: the challenger that passed the gate becomes the champion (compare-and-set)."""
 
-from kfp.dsl import Input, Markdown
+from kfp.dsl import Artifact, Input, Markdown
 
 
 def promote(
@@ -10,6 +10,7 @@ def promote(
     decision: Input[Markdown],
     registry_artifacts: str = "",
     pipeline_run: str = "",
+    library: Input[Artifact] = None,
 ) -> str:
     """Move the champion alias to the version, if it still points where the gate read it.
 
@@ -20,6 +21,7 @@ def promote(
         decision: The gate's decision; its metadata names the champion it compared with.
         registry_artifacts: The MLflow server's --artifacts-destination.
         pipeline_run: Pipeline run id, recorded with the alias move.
+        library: The pipeserve library (load_data's library output); unset where pipeserve is installed.
 
     Returns:
         The move, e.g. 'iris@champion: 2 -> 3'.
@@ -28,6 +30,7 @@ def promote(
         ConflictError: The champion moved since the gate read it (another pipeline or a person
             promoted meanwhile); nothing is overwritten.
     """
+    __import__("sys").path[:0] = [library.path] if library else []  # pipeserve from load_data's library artifact
     from pipeserve.registry import open_registry
 
     expected = decision.metadata.get("champion_version") or None

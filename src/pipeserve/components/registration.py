@@ -2,7 +2,7 @@
 
 from typing import NamedTuple
 
-from kfp.dsl import Input, Model, Output
+from kfp.dsl import Artifact, Input, Model, Output
 
 
 def register(
@@ -13,6 +13,7 @@ def register(
     storage_uri: str = "",
     registry_artifacts: str = "",
     pipeline_run: str = "",
+    library: Input[Artifact] = None,
 ) -> NamedTuple("Registered", [("version", str), ("storage_uri", str), ("champion_json", str)]):
     """Register the packaged model as a new version with the alias challenger, and read the champion.
 
@@ -30,12 +31,14 @@ def register(
         registry_artifacts: The MLflow server's --artifacts-destination (s3://...), to turn
             mlflow-artifacts: locations into the bucket path KServe fetches.
         pipeline_run: Pipeline run id, recorded with the alias move.
+        library: The pipeserve library (load_data's library output); unset where pipeserve is installed.
 
     Returns:
         The version number; the storageUri for the manifest (the registry's when KServe can fetch
         it, else storage_uri); the champion version (metrics included) as JSON, empty when there is
         none yet.
     """
+    __import__("sys").path[:0] = [library.path] if library else []  # pipeserve from load_data's library artifact
     import json
     from collections import namedtuple
     from pathlib import Path

@@ -3,14 +3,19 @@
 Two ways to ship, chosen when the components are built (:func:`build_components`):
 
 * **Stock image** (the default, what ``pipelines/train_and_serve.yaml`` holds): every step runs on
-  ``python:3.11.9-slim-bookworm``, pip-installs what that step imports, with its whole dependency
-  tree pinned to the versions installed here (the versions the tests ran with; nothing is left
-  for pip to resolve), and carries the pipeserve modules it imports (:mod:`.embed`).
+  ``python:3.11.9-slim-bookworm`` and pip-installs what that step imports, with its whole
+  dependency tree pinned to the versions installed here (the versions the tests ran with; nothing
+  is left for pip to resolve). The first step, ``load_data``, carries the pipeserve modules the
+  steps import (:mod:`.embed`), once for the whole pipeline, and unpacks them into its ``library``
+  output artifact; every other step takes that artifact as its ``library`` input and puts it first
+  on ``sys.path`` (the first line of each component function) before it imports pipeserve.
 * **Prebuilt image** (``pipeserve compile --image IMAGE``): an image built from the project's
-  Dockerfile already holds pipeserve and every dependency, so a step installs nothing.
+  Dockerfile already holds pipeserve and every dependency, so a step installs nothing (the library
+  artifact then holds the image's own pipeserve).
 
-``kfp.local`` runs use the second way with this interpreter as the "image": the steps import the
-installed pipeserve, and nothing is pip-installed into the environment the run started from.
+``kfp.local`` runs use the second way with this interpreter as the "image": ``load_data`` copies
+the installed pipeserve into the library artifact, the other steps import that copy, and nothing
+is pip-installed into the environment the run started from.
 """
 
 from __future__ import annotations
@@ -55,17 +60,19 @@ STEP_REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "gate": (*_REGISTRY, "kubernetes"),
     "promote": _REGISTRY,
     "emit_inference_service": ("PyYAML",),
-    # Applies and watches through the Kubernetes API, checks manifests (jsonschema), moves the alias
-    # (MLflow), and smoke-tests over REST v2 (tritonclient's HTTP client, numpy).
-    "deploy": (*_REGISTRY, "kubernetes", "jsonschema", "PyYAML", "numpy", "tritonclient", "geventhttpclient",
+    # Applies and watches through the Kubernetes API (which checks the manifest strictly: no offline
+    # schema check, so no jsonschema), moves the alias (MLflow), and smoke-tests over REST v2
+    # (tritonclient's HTTP client, numpy).
+    "deploy": (*_REGISTRY, "kubernetes", "PyYAML", "numpy", "tritonclient", "geventhttpclient",
                "python-rapidjson", "greenlet"),
 }
-# Modules a step's import closure reaches that its code never runs, left out of its embedded library
-# (pipeserve.components.embed): the gate reads an InferenceService through kube.client, whose
-# smoke_infer (never called by the gate) imports the v2 client and local-server modules.
-NOT_EMBEDDED: dict[str, tuple[str, ...]] = {
-    "gate": ("pipeserve.smoke",),
-}
+# Modules the steps' import closure reaches that no step runs, left out of the embedded library
+# (pipeserve.components.embed): smoke_inference (make run's local smoke test, never called in a
+# step) starts a local server; the deploy step renders with offline_checks(False), so the strict
+# schema check and its vendored CRD schemas (28 KB compressed) stay home.
+NOT_EMBEDDED = ("pipeserve.localserver", "pipeserve.kube.schema")
+# The step that carries the library and hands it to the others as its `library` output artifact.
+LIBRARY_STEP = "load_data"
 _FUNCTIONS = {f.__name__: f for f in (load_data, plan_grid, score_candidate, select_candidate, train, evaluate,
                                       package, register, gate, promote, emit_inference_service, deploy)}
 
@@ -93,8 +100,9 @@ class ComponentRuntime:
 
     Args:
         image: The container image of every step.
-        install: True: pip-install each step's pinned requirements and embed the pipeserve
-            modules it imports (for a stock Python image). False: the image already has both.
+        install: True: pip-install each step's pinned requirements, and embed the pipeserve
+            modules the steps import in load_data (for a stock Python image). False: the image
+            already has both.
     """
 
     image: str = BASE_IMAGE
@@ -193,8 +201,9 @@ def step_packages(step: str, image: str = BASE_IMAGE) -> list[str]:
 def build_components(runtime: ComponentRuntime | None = None) -> Components:
     """Build the KFP components for ``runtime`` (default: the stock image).
 
-    Nothing is left behind: the embedded library is copied to a temporary folder that KFP reads
-    while building each component, then removed.
+    On the stock image, :data:`LIBRARY_STEP` embeds what every step imports from pipeserve and the
+    others embed nothing. Nothing is left behind: the embedded library is written to a temporary
+    folder that KFP reads while building the component, then removed.
     """
     from kfp import dsl
 
@@ -203,11 +212,42 @@ def build_components(runtime: ComponentRuntime | None = None) -> Components:
     runtime = runtime or ComponentRuntime()
     built = {}
     for name, func in _FUNCTIONS.items():
-        if runtime.install:
-            with embedded_library(func, NOT_EMBEDDED.get(name, ())) as root:
+        if not runtime.install:
+            built[name] = dsl.component(func, base_image=runtime.image, install_kfp_package=False)
+        elif name != LIBRARY_STEP:
+            built[name] = dsl.component(func, base_image=runtime.image,
+                                        packages_to_install=step_packages(name, runtime.image))
+        else:
+            with embedded_library(*_FUNCTIONS.values(), unused=NOT_EMBEDDED) as archive:
                 built[name] = dsl.component(func, base_image=runtime.image,
                                             packages_to_install=step_packages(name, runtime.image),
-                                            embedded_artifact_path=root)
-        else:
-            built[name] = dsl.component(func, base_image=runtime.image, install_kfp_package=False)
+                                            embedded_artifact_path=archive)
+        command = built[name].component_spec.implementation.container.command
+        command[-1] = executor_source(command[-1], name)
     return Components(**built)
+
+
+def executor_source(program: str, function: str) -> str:
+    """A component's program (the last argument of its command) with ``function``'s docstring cut
+    to its description.
+
+    KFP copies the function's whole source into the executor of every step, docstring included;
+    its Args and Returns are already the component's input and output descriptions (what the KFP
+    UI shows), so the pod's copy keeps only the text above them.
+    """
+    import ast
+
+    tree = ast.parse(program)
+    func = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == function)
+    if ast.get_docstring(func) is None:
+        return program
+    lines = program.split("\n")
+    first, last = func.body[0].lineno - 1, (func.body[0].end_lineno or 0) - 1  # the docstring's lines
+    sections = [i for i in range(first + 1, last) if re.fullmatch(r"\s*(Args|Returns|Raises):\s*", lines[i])]
+    if not sections:
+        return program
+    kept = lines[first:sections[0]]
+    while not kept[-1].strip():
+        kept.pop()
+    kept[-1] += '"""'
+    return "\n".join(lines[:first] + kept + lines[last + 1:])

@@ -1,6 +1,6 @@
 """The score_candidate component: one candidate's cross-validated score, on the training split only."""
 
-from kfp.dsl import Dataset, Input, Metrics, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
 
 
 def score_candidate(
@@ -10,6 +10,7 @@ def score_candidate(
     estimator: str = "",
     cv_folds: int = 5,
     random_state: int = 42,
+    library: Input[Artifact] = None,
 ) -> str:
     """Score one candidate of the grid by k-fold cross-validation on the training split.
 
@@ -23,10 +24,12 @@ def score_candidate(
         estimator: Catalogue name; empty for the task's default.
         cv_folds: Number of folds (fewer when a class has fewer rows).
         random_state: Seed of the fold shuffling (the same folds for every candidate).
+        library: The pipeserve library (load_data's library output); unset where pipeserve is installed.
 
     Returns:
         The score as a JSON object (index, params, metric, mean, std, folds, estimator).
     """
+    __import__("sys").path[:0] = [library.path] if library else []  # pipeserve from load_data's library artifact
     import json
 
     from pipeserve import data, training, tuning

@@ -1,6 +1,6 @@
 """The select_candidate component: the best cross-validated candidate, and every candidate's score."""
 
-from kfp.dsl import Markdown, Metrics, Output
+from kfp.dsl import Artifact, Input, Markdown, Metrics, Output
 
 
 def select_candidate(
@@ -8,6 +8,7 @@ def select_candidate(
     search: Output[Markdown],
     candidate_scores: Output[Metrics],
     param_grid_json: str = "",
+    library: Input[Artifact] = None,
 ) -> str:
     """Pick the candidate with the best mean cross-validated score (ties: the earlier one).
 
@@ -16,10 +17,12 @@ def select_candidate(
         search: Every candidate with its score, the chosen one marked (KFP UI: Markdown).
         candidate_scores: Each candidate's mean score by its hyperparameters (KFP UI: metrics table).
         param_grid_json: The grid, to name candidates by the searched hyperparameters.
+        library: The pipeserve library (load_data's library output); unset where pipeserve is installed.
 
     Returns:
         The chosen hyperparameters as a JSON object (train fits them on the whole training split).
     """
+    __import__("sys").path[:0] = [library.path] if library else []  # pipeserve from load_data's library artifact
     import json
 
     from pipeserve import tuning

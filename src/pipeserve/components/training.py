@@ -1,6 +1,6 @@
 """The train component: fit a catalogue estimator."""
 
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 
 def train(
@@ -8,6 +8,7 @@ def train(
     model: Output[Model],
     estimator: str = "",
     params_json: str = "{}",
+    library: Input[Artifact] = None,
 ):
     """Fit a scikit-learn estimator from the pipeserve catalogue and save it in skops format.
 
@@ -17,7 +18,9 @@ def train(
         estimator: Catalogue name (logistic_regression, random_forest, hist_gradient_boosting;
             ridge for regression); empty for the task's default.
         params_json: Hyperparameters as a JSON object, checked against the estimator.
+        library: The pipeserve library (load_data's library output); unset where pipeserve is installed.
     """
+    __import__("sys").path[:0] = [library.path] if library else []  # pipeserve from load_data's library artifact
     import json
 
     import skops.io

@@ -7,8 +7,11 @@ hand the documents over. The CLI only parses options and prints.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,9 @@ from pipeserve.errors import ConfigError, UserError
 from pipeserve.kube.builder import build_inference_service, build_s3_credentials
 from pipeserve.kube.spec import DeploymentSpec
 from pipeserve.modelcard import ModelCard, find_model_dirs, read_card, verify_files
+
+# Whether render_documents runs the offline schema check when its caller does not say (offline_checks).
+_OFFLINE_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("pipeserve_offline_checks", default=True)
 
 
 @dataclass(frozen=True)
@@ -77,17 +83,39 @@ def select_model(path: Path, wanted: str | None = None) -> tuple[Path, ModelCard
     return model_dir, card
 
 
+@contextlib.contextmanager
+def offline_checks(enabled: bool) -> Iterator[None]:
+    """Whether :func:`render_documents` checks the documents offline, for the calls made inside.
+
+    The pipeline's deploy step turns the check off: it applies with server-side strict field
+    validation (the API server refuses what the CRD schema refuses), and its library leaves out
+    the vendored CRD schemas (:mod:`pipeserve.kube.schema`) to keep the compiled pipeline small.
+    """
+    token = _OFFLINE_CHECKS.set(enabled)
+    try:
+        yield
+    finally:
+        _OFFLINE_CHECKS.reset(token)
+
+
 def render_documents(card: ModelCard, storage_uri: str, spec: DeploymentSpec,
-                     s3: S3Credentials | None = None) -> Rendered:
+                     s3: S3Credentials | None = None, *, validate: bool | None = None) -> Rendered:
     """Build and strictly validate the documents that serve ``card``'s model from ``storage_uri``.
+
+    Args:
+        card: The model's verified card.
+        storage_uri: Where KServe fetches the model.
+        spec: How to serve it.
+        s3: Also render this S3 credentials Secret + ServiceAccount (the predictor runs as it).
+        validate: Check the documents offline (:mod:`pipeserve.kube.schema`: the vendored CRD
+            schema, strict, and the admission rules). False only where they are then applied with
+            server-side strict validation. None (default): True, unless inside ``offline_checks(False)``.
 
     Raises:
         ConfigError: a refused spec, runtime or storage URI, or ``s3`` disagreeing with the spec's
             ServiceAccount.
         UserError: a document fails the strict checks (a builder bug: nothing is returned).
     """
-    from pipeserve.kube.schema import validate_all
-
     docs: list[dict[str, Any]] = []
     if s3 is not None:
         if spec.service_account_name not in (None, s3.name):
@@ -102,8 +130,11 @@ def render_documents(card: ModelCard, storage_uri: str, spec: DeploymentSpec,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         docs.append(build_inference_service(card, storage_uri, spec))
-    errors = validate_all(docs, require_builtin_check=False)
-    if errors:
-        raise UserError("The rendered manifest fails the strict checks, nothing written: " + "; ".join(errors))
+    if _OFFLINE_CHECKS.get() if validate is None else validate:
+        from pipeserve.kube.schema import validate_all
+
+        errors = validate_all(docs, require_builtin_check=False)
+        if errors:
+            raise UserError("The rendered manifest fails the strict checks, nothing written: " + "; ".join(errors))
     return Rendered(docs, [str(w.message) for w in caught], card, spec.resolved())
 

@@ -17,7 +17,8 @@ The DAG::
                           compare-and-set; never Ready: rolled back) → emit-inference-service
 
 Without a grid the fan-out steps do not run (nor are scheduled), and without a registry neither
-are the registry steps: the run is the five steps it always was.
+are the registry steps: the run is the five steps it always was. Every step after load-data also
+takes its ``library`` output: the pipeserve modules the steps import, carried by load-data alone.
 """
 
 import functools
@@ -148,25 +149,28 @@ def train_and_serve_pipeline(steps: Components, grid_parallelism: int = GRID_PAR
         data_task = steps.load_data(source=source, target=target, task=task, test_size=test_size,
                                     random_state=random_state)
         train_data, test_data = data_task.outputs["train_data"], data_task.outputs["test_data"]
+        library = data_task.outputs["library"]  # pipeserve, for every other step (load_data carries it)
         sizing = dict(cpu_request=train_cpu_request, cpu_limit=train_cpu_limit, memory_request=train_memory_request,
                       memory_limit=train_memory_limit, node_selector=train_node_selector,
                       tolerations=train_tolerations, on_cluster=on_cluster)
         with dsl.If(param_grid_json == ""):
-            train_task = _sized(steps.train(train_data=train_data, estimator=estimator, params_json=params_json),
+            train_task = _sized(steps.train(train_data=train_data, estimator=estimator, params_json=params_json,
+                                            library=library),
                                 **sizing)
         with dsl.Else():
-            plan_task = steps.plan_grid(param_grid_json=param_grid_json, params_json=params_json)
+            plan_task = steps.plan_grid(param_grid_json=param_grid_json, params_json=params_json, library=library)
             with dsl.ParallelFor(plan_task.output, parallelism=grid_parallelism) as candidate:
                 score_task = _sized(steps.score_candidate(train_data=train_data, candidate=candidate,
                                                           estimator=estimator, cv_folds=cv_folds,
-                                                          random_state=random_state), **sizing)
+                                                          random_state=random_state, library=library), **sizing)
             select_task = steps.select_candidate(scores=dsl.Collected(score_task.outputs["Output"]),
-                                                 param_grid_json=param_grid_json)
+                                                 param_grid_json=param_grid_json, library=library)
             best_task = _sized(steps.train(train_data=train_data, estimator=estimator,
-                                           params_json=select_task.outputs["Output"]), **sizing)
+                                           params_json=select_task.outputs["Output"], library=library), **sizing)
             best_task.set_display_name("train-best")
         model = dsl.OneOf(train_task.outputs["model"], best_task.outputs["model"])
-        evaluate_task = steps.evaluate(model=model, train_data=train_data, test_data=test_data, model_name=model_name)
+        evaluate_task = steps.evaluate(model=model, train_data=train_data, test_data=test_data, model_name=model_name,
+                                       library=library)
         package_task = steps.package(
             model=model,
             train_data=train_data,
@@ -179,12 +183,14 @@ def train_and_serve_pipeline(steps: Components, grid_parallelism: int = GRID_PAR
             source_revision=source_revision,
             serving_target=serving_target,
             runtime_version=runtime_version,
+            library=library,
         )
         serving = dict(model_name=model_name, target=serving_target, namespace=namespace, min_replicas=min_replicas,
-                       max_replicas=max_replicas, runtime_version=runtime_version)
+                       max_replicas=max_replicas, runtime_version=runtime_version, library=library)
         deploying = dict(model_name=model_name, target=serving_target, namespace=namespace, min_replicas=min_replicas,
                          max_replicas=max_replicas, runtime_version=runtime_version, smoke=smoke,
-                         timeout_seconds=deploy_timeout_seconds, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+                         timeout_seconds=deploy_timeout_seconds, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                         library=library)
         with dsl.If(registry == ""):
             emit_task = steps.emit_inference_service(packaged_model=package_task.outputs["packaged_model"],
                                                      storage_uri=storage_uri, **serving)
@@ -195,17 +201,17 @@ def train_and_serve_pipeline(steps: Components, grid_parallelism: int = GRID_PAR
             register_task = steps.register(packaged_model=package_task.outputs["packaged_model"], registry=registry,
                                            model_name=model_name, storage_uri=storage_uri,
                                            registry_artifacts=registry_artifacts,
-                                           pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+                                           pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, library=library)
             version = register_task.outputs["version"]
             gate_task = steps.gate(registered_model=register_task.outputs["registered_model"], model_name=model_name,
                                    champion_json=register_task.outputs["champion_json"], gate_rule=gate_rule,
-                                   serving_name=serving_name, serving_namespace=serving_namespace)
+                                   serving_name=serving_name, serving_namespace=serving_namespace, library=library)
             with dsl.If(gate_task.outputs["Output"] == "promote"):
                 with dsl.If(deploy == False):  # noqa: E712
                     promote_task = steps.promote(registry=registry, model_name=model_name, version=version,
                                                  decision=gate_task.outputs["decision"],
                                                  registry_artifacts=registry_artifacts,
-                                                 pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+                                                 pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, library=library)
                     steps.emit_inference_service(packaged_model=register_task.outputs["registered_model"],
                                                  storage_uri=register_task.outputs["storage_uri"],
                                                  **serving).after(promote_task)
