@@ -40,7 +40,7 @@ test: $(VENV)/.installed $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CH
 	PATH="$(TOOLS_BIN):$$PATH" PIPESERVE_CLUSTER_BIN="$(CLUSTER_BIN)" $(BIN)/python -m pytest $(COVERAGE)
 
 test-fast: $(VENV)/.installed $(TOOLS_BIN)/.installed ## The inner loop: everything but the slow and cluster tests (about a minute).
-	PATH="$(TOOLS_BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow and not cluster"
+	PATH="$(TOOLS_BIN):$$PATH" $(BIN)/python -m pytest -q -n auto -m "not slow and not cluster"
 
 lint: $(VENV)/.installed ## ruff (configured in pyproject.toml).
 	$(BIN)/ruff check .

@@ -15,6 +15,13 @@ from pipeserve.workflow import FitResult, fit_and_package
 share_inference_protos()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A real `mlflow server` takes seconds to start: a test that needs one is slow (not in make test-fast).
+    for item in items:
+        if "mlflow_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def iris_fit(tmp_path_factory: pytest.TempPathFactory) -> FitResult:
     """LogisticRegression on iris, packaged as <repo>/iris/ (INT64 labels, 3 classes)."""

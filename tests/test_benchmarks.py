@@ -84,6 +84,7 @@ def test_goals_are_computed_from_the_table() -> None:
 
 
 @needs_wrk
+@pytest.mark.slow
 def test_wrk_against_the_null_server(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -107,6 +108,7 @@ def test_wrk_against_the_null_server(tmp_path: Path) -> None:
 
 
 @needs_wrk
+@pytest.mark.slow
 def test_one_tiny_end_to_end_run(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
     code = bench.main(["--servers", "pipeserve-onnx,null", "--workloads", "1row-c1", "--rounds", "1",

@@ -104,6 +104,7 @@ def test_unreadable_file(tmp_path):
     assert result.err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_compile_writes_parseable_yaml(tmp_path):
     result = run_cli("compile", "--output", str(tmp_path / "p.yaml"), "--kubernetes-manifest", str(tmp_path / "k.yaml"),
                      "--components-dir", str(tmp_path / "components"))

@@ -139,6 +139,7 @@ def test_storage_uri_for_kfp_artifacts(uri, expected):
     assert storage_uri_for(uri) == expected
 
 
+@pytest.mark.slow
 def test_components_are_built_on_first_use_and_leave_no_temporary_folder(tmp_path):
     code = ("import os, pipeserve.components, pipeserve.pipelines.train_and_serve as p; "
             "assert os.listdir(os.environ['TMPDIR']) == [], 'import'; "

@@ -138,6 +138,7 @@ def test_bad_rows_exit_2_end_to_end(server) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_against_kserve(iris_repo, iris_fit, tmp_path) -> None:
     with kserve_server(iris_repo, tmp_path / "kserve.log") as kserve:
         for extra in ([], ["--binary"]):

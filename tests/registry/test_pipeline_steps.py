@@ -217,6 +217,7 @@ def test_manifest_takes_the_servers_storage_uri(server_registry: MlflowRegistry,
     assert uri.startswith("s3://bucket/mlartifacts/") and uri == server_registry.storage_uri(mv.ref)
 
 
+@pytest.mark.slow
 def test_serve_a_registered_version(registry: MlflowRegistry, weak_fit: FitResult, good_fit: FitResult) -> None:
     from pipeserve.client import Predictor
     from pipeserve.localserver import LocalServer
