@@ -25,6 +25,11 @@ ORT_COMPAT_PYTHON ?= python3.11
 # which clashes with the test tools' pins (tests/registry/mlflow-server.txt).
 MLFLOW_VENV := .tools/mlflow-venv
 MLFLOW_PYTHON ?= python3.11
+# KServe's storage initializer (kserve-storage 0.21.0) for the S3 tests, in its own venv: it pins
+# google-cloud-storage<3, which clashes with the project's constraints (cluster/kserve-storage.txt).
+# Defined here, before any rule names it: make expands prerequisites as it reads them.
+KSERVE_STORAGE_VENV := .tools/kserve-storage-venv
+KSERVE_STORAGE_PYTHON ?= python3.11
 
 .PHONY: help run test test-fast lint compile serve bench tools lint-k8s vendor-crds check-pythons clean
 

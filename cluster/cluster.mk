@@ -1,11 +1,13 @@
 # Local Kubernetes control plane + real KServe controller (pods simulated by kwok).
 # Included from the top-level Makefile (`include cluster/cluster.mk`); see docs/local-cluster.md.
-# Uses VENV, BIN and TOOLS_BIN and the rules for $(VENV)/.installed and $(TOOLS_BIN)/.installed
+# Uses VENV, BIN, TOOLS_BIN and KSERVE_STORAGE_VENV and the rules for $(VENV)/.installed and $(TOOLS_BIN)/.installed
 # from the Makefile; the defaults below only matter if this file is used on its own.
 VENV ?= .venv
 BIN ?= $(VENV)/bin
 TOOLS_BIN ?= $(CURDIR)/.tools/bin
 CLUSTER_BIN ?= $(CURDIR)/.tools/cluster/bin
+KSERVE_STORAGE_VENV ?= .tools/kserve-storage-venv
+KSERVE_STORAGE_PYTHON ?= python3.11
 
 .PHONY: cluster-build cluster-up cluster-down cluster-status cluster-test
 
@@ -25,11 +27,6 @@ cluster-status: ## Show the local cluster's processes, ports and memory.
 
 cluster-test: $(VENV)/.installed $(TOOLS_BIN)/.installed $(KSERVE_STORAGE_VENV)/.installed $(MLFLOW_VENV)/.installed cluster-build ## Run tests/cluster against the local cluster (starts and stops it if not up).
 	PATH="$(TOOLS_BIN):$$PATH" PIPESERVE_CLUSTER_BIN="$(CLUSTER_BIN)" $(BIN)/python -m pytest -m cluster tests/cluster
-
-# KServe's storage initializer (kserve-storage 0.21.0) for the S3 tests, in its own venv: it pins
-# google-cloud-storage<3, which clashes with the project's constraints (cluster/kserve-storage.txt).
-KSERVE_STORAGE_VENV := .tools/kserve-storage-venv
-KSERVE_STORAGE_PYTHON ?= python3.11
 
 $(KSERVE_STORAGE_VENV)/.installed: cluster/kserve-storage.txt
 	$(KSERVE_STORAGE_PYTHON) -m venv $(KSERVE_STORAGE_VENV)
