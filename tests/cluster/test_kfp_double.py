@@ -48,10 +48,11 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 
 
 def _broken(tmp_path: Path, **changes) -> Path:
-    spec = yaml.safe_load(PIPELINE.read_text())
+    # The compiled file is two documents: the pipeline spec, then its Kubernetes platform spec.
+    spec, platform = yaml.safe_load_all(PIPELINE.read_text())
     spec.update(changes)
     path = tmp_path / "broken.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path.write_text(yaml.safe_dump_all([spec, platform]))
     return path
 
 
@@ -71,8 +72,11 @@ def test_upload_version_run_in_an_experiment_and_list(client) -> None:
     versions = client.list_pipeline_versions(pipeline.pipeline_id)
     assert [v.display_name for v in versions.pipeline_versions] == [name, "v2"]
     stored = client.get_pipeline_version(pipeline.pipeline_id, version.pipeline_version_id)
-    assert stored.pipeline_spec["pipelineInfo"]["name"] == "train-and-serve"
-    assert stored.pipeline_spec["schemaVersion"] == "2.1.0"
+    # As the real backend returns a spec with a platform document: both, side by side.
+    assert stored.pipeline_spec["pipeline_spec"]["pipelineInfo"]["name"] == "train-and-serve"
+    assert stored.pipeline_spec["pipeline_spec"]["schemaVersion"] == "2.1.0"
+    executors = stored.pipeline_spec["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert "nodeSelector" in executors["exec-train"]
 
     experiment = client.create_experiment(_name("exp"))
     inline = client.create_run_from_pipeline_package(str(PIPELINE), arguments={"source": "wine"},
