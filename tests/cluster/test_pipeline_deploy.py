@@ -25,16 +25,22 @@ def ns(local_cluster, monkeypatch) -> Iterator[str]:
         yield name
 
 
-def _served(ns: str) -> tuple[str, str, bool, str]:
-    """(model version annotation, storageUri, Ready, the Deployment's storage-initializer URI)."""
+def _served(ns: str) -> tuple[str, str, bool]:
+    """(model version, storageUri, Ready) of InferenceService iris, checked against the controller's Deployment.
+
+    KServe's controller copies the storage URI into the predictor pod template (the annotation its
+    storage-initializer injector reads) together with our annotations: the Deployment it wrote must
+    carry the same version and URI as the InferenceService.
+    """
     cluster = Cluster().connect()
     isvc = cluster.get_inference_service("iris", ns)
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in isvc["status"]["conditions"])
-    deployment = cluster.get("apps/v1", "Deployment", "iris-predictor", ns)
-    env = {e["name"]: e.get("value") for c in deployment["spec"]["template"]["spec"]["containers"]
-           for e in c.get("env", [])}
-    return (isvc["metadata"]["annotations"]["pipeserve.dev/model-version"],
-            isvc["spec"]["predictor"]["model"]["storageUri"], ready, env.get("STORAGE_URI", ""))
+    version = isvc["metadata"]["annotations"]["pipeserve.dev/model-version"]
+    uri = isvc["spec"]["predictor"]["model"]["storageUri"]
+    pod = cluster.get("apps/v1", "Deployment", "iris-predictor", ns)["spec"]["template"]["metadata"]["annotations"]
+    assert (pod["pipeserve.dev/model-version"], pod["internal.serving.kserve.io/storage-initializer-sourceuri"]) \
+        == (version, uri)
+    return version, uri, ready
 
 
 def test_deploy_step_serves_each_version_the_gate_lets_through_and_rollback_restores(mlflow_on_s3, ns, tmp_path):
@@ -44,21 +50,21 @@ def test_deploy_step_serves_each_version_the_gate_lets_through_and_rollback_rest
     weak = run_cli("run", "-p", "C=0.001", *common)
     assert weak.code == 0, weak.err
     assert f"deployed           {ns}/iris serves iris/1" in weak.out
-    version, uri, ready, _ = _served(ns)
+    version, uri, ready = _served(ns)
     assert (version, ready) == ("1", True) and uri.startswith(destination)
     default = run_cli("run", *common)
     assert default.code == 0, default.err
     assert f"{ns}/iris serves iris/2" in default.out and "champion 1 -> 2" in default.out
-    version, uri2, ready, _ = _served(ns)
+    version, uri2, ready = _served(ns)
     assert (version, ready) == ("2", True) and uri2 != uri
     # A weak model again: held back by the gate, nothing deployed, version 2 keeps serving.
     held = run_cli("run", "-p", "C=0.001", *common)
     assert held.code == 0 and "deployed           nothing: the gate held the model back" in held.out
-    assert _served(ns)[:3] == ("2", uri2, True)
+    assert _served(ns) == ("2", uri2, True)
     # The rollback command serves version 1 again (its own storage URI) and moves the alias back.
     back = run_cli("models", "rollback", "iris", "--registry", url, "--namespace", ns, "--no-smoke")
     assert back.code == 0, back.err
-    assert _served(ns)[:3] == ("1", uri, True)
+    assert _served(ns) == ("1", uri, True)
     shown = run_cli("models", "show", "iris@champion", "--registry", url, "--output", "json")
     assert '"version": "1"' in shown.out
 
