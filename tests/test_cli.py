@@ -159,7 +159,9 @@ def test_a_bad_gate_rule_fails_before_the_registry_is_touched(tmp_path):
     assert not (tmp_path / "reg").exists() and not (tmp_path / "out").exists()
 
 
-def test_an_unreachable_registry_fails_before_training(tmp_path):
+def test_an_unreachable_registry_fails_before_training(tmp_path, monkeypatch):
+    # The configured retries still run, without the backoff sleeps between them.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
     from pipeserve.localserver import free_port
 
     result = run_cli("run", "--registry", f"http://127.0.0.1:{free_port()}", "--output", str(tmp_path / "out"))

@@ -10,6 +10,9 @@ import pytest
 
 from .render import CHART, ROOT, SCENARIOS, run
 
+# checkov lives in its own venv (make test and make lint-k8s create it) and takes seconds a scan.
+pytestmark = pytest.mark.slow
+
 CHECKOV = ROOT / ".tools" / "checkov-venv" / "bin" / "checkov"
 
 
