@@ -9,78 +9,41 @@ bound to its fake nodes Running/Ready; no image is pulled and nothing serves inf
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 from clusterkit import wait_for
+from helpers import spawn_cli
 
 pytestmark = pytest.mark.cluster
 
 GPU_NODE = "gpu-node-0"
 CPU_NODE = "cpu-node-0"
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-STORAGE_URI = "s3://pipeserve-models/iris"
+STORAGE_URI = "s3://pipeserve-models/iris/"
 READY_TIMEOUT_S = 120
 
-# Written inline on purpose (the project's builder is being refactored); the shape matches
-# `pipeserve run`'s triton-gpu / triton-cpu targets.
-ISVC_GPU = """
-apiVersion: serving.kserve.io/v1beta1
-kind: InferenceService
-metadata:
-  name: iris-gpu
-  annotations:
-    serving.kserve.io/deploymentMode: Standard
-    serving.kserve.io/autoscalerClass: hpa
-spec:
-  predictor:
-    minReplicas: 1
-    maxReplicas: 2
-    scaleMetric: cpu
-    scaleTarget: 70
-    nodeSelector:
-      nvidia.com/gpu.present: "true"
-    tolerations:
-      - key: nvidia.com/gpu
-        operator: Exists
-        effect: NoSchedule
-    model:
-      modelFormat:
-        name: onnx
-      protocolVersion: v2
-      runtime: kserve-tritonserver
-      storageUri: {storage_uri}
-      resources:
-        requests: {{cpu: "1", memory: 2Gi, nvidia.com/gpu: "1"}}
-        limits: {{cpu: "2", memory: 4Gi, nvidia.com/gpu: "1"}}
-"""
-
-ISVC_CPU = """
-apiVersion: serving.kserve.io/v1beta1
-kind: InferenceService
-metadata:
-  name: iris-cpu
-  annotations:
-    serving.kserve.io/deploymentMode: Standard
-spec:
-  predictor:
-    minReplicas: 1
-    maxReplicas: 1
-    model:
-      modelFormat:
-        name: onnx
-      protocolVersion: v2
-      runtime: kserve-tritonserver
-      storageUri: {storage_uri}
-      resources:
-        requests: {{cpu: "1", memory: 2Gi}}
-        limits: {{cpu: "2", memory: 4Gi}}
-"""
 
 
-def _isvc(template: str) -> dict:
-    return yaml.safe_load(template.format(storage_uri=STORAGE_URI))
+@pytest.fixture(scope="module")
+def rendered(iris_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The InferenceServices `pipeserve manifest` renders for triton-gpu and triton-cpu, as files."""
+    out = tmp_path_factory.mktemp("isvc")
+    files = {}
+    for target, replicas in (("triton-gpu", "2"), ("triton-cpu", "1")):
+        name = f"iris-{target.removeprefix('triton-')}"
+        files[name] = out / f"{name}.yaml"
+        proc = spawn_cli("manifest", str(iris_repo), "--storage-uri", STORAGE_URI, "--target", target,
+                         "--name", name, "--max-replicas", replicas, "-o", str(files[name]))
+        assert proc.returncode == 0, proc.stderr
+    return files
+
+
+def _isvc(rendered: dict[str, Path], name: str) -> dict:
+    return yaml.safe_load(rendered[name].read_text())
 
 
 def _cond(obj: dict | object, ctype: str) -> str | None:
@@ -150,10 +113,10 @@ def test_serving_runtimes_are_installed(api_client):
 # KServe webhooks and controller
 
 
-def test_webhook_refuses_min_replicas_above_max(api_client, namespace):
+def test_webhook_refuses_min_replicas_above_max(api_client, namespace, rendered):
     from kubernetes import client
 
-    isvc = _isvc(ISVC_CPU)
+    isvc = _isvc(rendered, "iris-cpu")
     isvc["metadata"]["name"] = "bad-replicas"
     isvc["spec"]["predictor"].update(minReplicas=3, maxReplicas=1)
     api = client.CustomObjectsApi(api_client)
@@ -169,13 +132,19 @@ def test_webhook_refuses_min_replicas_above_max(api_client, namespace):
     assert "bad-replicas" not in names
 
 
-def _deploy_and_wait_ready(api_client, namespace: str, isvc: dict) -> tuple[dict, float]:
+def _apply_and_wait_ready(api_client, kubectl: str, local_cluster: Path, namespace: str,
+                          manifest: Path) -> tuple[dict, float]:
+    """`kubectl apply --server-side` the file, then wait for the InferenceService's Ready condition."""
     from kubernetes import client
 
     api = client.CustomObjectsApi(api_client)
+    name = yaml.safe_load(manifest.read_text())["metadata"]["name"]
     t0 = time.monotonic()
-    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, isvc)
-    name = isvc["metadata"]["name"]
+    proc = subprocess.run([kubectl, "--kubeconfig", str(local_cluster), "apply", "--server-side",
+                           "--field-manager", "pipeserve-test", "-n", namespace, "-f", str(manifest)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"inferenceservice.serving.kserve.io/{name} serverside-applied"
 
     def ready():
         obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
@@ -193,15 +162,15 @@ def _predictor_pods(api_client, namespace: str, name: str) -> list:
 
 
 @pytest.fixture(scope="module")
-def gpu_isvc(api_client, namespace):
-    obj, seconds = _deploy_and_wait_ready(api_client, namespace, _isvc(ISVC_GPU))
+def gpu_isvc(api_client, kubectl, local_cluster, namespace, rendered):
+    obj, seconds = _apply_and_wait_ready(api_client, kubectl, local_cluster, namespace, rendered["iris-gpu"])
     print(f"\niris-gpu Ready {seconds:.1f}s after create")
     return obj
 
 
 @pytest.fixture(scope="module")
-def cpu_isvc(api_client, namespace):
-    obj, seconds = _deploy_and_wait_ready(api_client, namespace, _isvc(ISVC_CPU))
+def cpu_isvc(api_client, kubectl, local_cluster, namespace, rendered):
+    obj, seconds = _apply_and_wait_ready(api_client, kubectl, local_cluster, namespace, rendered["iris-cpu"])
     print(f"\niris-cpu Ready {seconds:.1f}s after create")
     return obj
 
