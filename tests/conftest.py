@@ -23,6 +23,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
+def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty MLflow SQLite database: copy it, never write to it (the migrations take seconds)."""
+    from pipeserve.registry import open_registry
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    open_registry(str(path)).check()  # creates the tables (runs the migrations)
+    return path
+
+
+@pytest.fixture(scope="session")
 def iris_fit(tmp_path_factory: pytest.TempPathFactory) -> FitResult:
     """LogisticRegression on iris, packaged as <repo>/iris/ (INT64 labels, 3 classes)."""
     return fit_and_package("iris", tmp_path_factory.mktemp("iris-repo"), name="iris")

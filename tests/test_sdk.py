@@ -131,22 +131,12 @@ def test_run_pipeline_returns_the_model_of_a_kfp_local_run(tmp_path: Path) -> No
     assert m.model_dir == tmp_path / "build" / "model" / "iris"
 
 
-@pytest.fixture(scope="module")
-def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty SQLite registry with MLflow's tables (copied per test: its migrations take seconds)."""
-    from pipeserve.registry import open_registry
-
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    open_registry(str(path)).check()
-    return path
-
-
 @pytest.fixture
-def weak_registry(tmp_path: Path, migrated_db: Path) -> str:
+def weak_registry(tmp_path: Path, empty_db: Path) -> str:
     """A fresh SQLite registry in tmp_path."""
     from pipeserve.registry import open_registry
 
     folder = tmp_path / "registry"
     folder.mkdir()
-    shutil.copy(migrated_db, folder / "mlflow.db")
+    shutil.copy(empty_db, folder / "mlflow.db")
     return open_registry(str(folder / "mlflow.db")).settings.uri

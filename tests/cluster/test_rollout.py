@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from clusterkit import ISVC, free_gpus, gpus_taken, own_namespace, wait_for
 from helpers import run_cli
-from registry.conftest import MlflowServer, empty_db, good_fit, mlflow_server, renamed, weak_fit  # noqa: F401
+from registry.conftest import MlflowServer, good_fit, mlflow_server, renamed, weak_fit  # noqa: F401
 
 from pipeserve.kube.client import Cluster
 from pipeserve.registry import CHAMPION, RegistrySettings
@@ -371,7 +371,7 @@ def test_an_identity_that_may_only_touch_inference_services_still_rolls_out(
 
 
 def test_a_sqlite_registry_needs_a_storage_uri_for_the_cluster(admin: Cluster, ns: str, good_fit,  # noqa: F811
-                                                               empty_db: Path, tmp_path: Path) -> None:  # noqa: F811
+                                                               empty_db: Path, tmp_path: Path) -> None:
     shutil.copy(empty_db, tmp_path / "mlflow.db")
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert run_cli("models", "register", str(good_fit.model_dir), "--registry", db).code == 0

@@ -56,15 +56,6 @@ def renamed(fit: FitResult, name: str, repository: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
-def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated, empty MLflow SQLite database (copy it, never write to it)."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    reg = open_registry(f"sqlite:///{path}")
-    reg._client().search_registered_models()  # creates the tables (runs the migrations)
-    return path
-
-
 @pytest.fixture
 def registry(tmp_path: Path, empty_db: Path) -> MlflowRegistry:
     """A fresh SQLite registry in tmp_path/registry (mlflow.db + mlruns/)."""
