@@ -206,6 +206,17 @@ def typed_arguments(package: Path, arguments: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+def package_digest(package: Path) -> str:
+    """Twelve hex digits naming what a pipeline package holds, the same for every compile of it.
+
+    KFP stamps the compile time into each archive it embeds, so the file's own bytes change on
+    every compile; :func:`pipeserve.compiler.normalize_compiled` digests the archives' files instead.
+    """
+    from pipeserve.compiler import normalize_compiled
+
+    return hashlib.sha256(normalize_compiled(package.read_text()).encode()).hexdigest()[:12]
+
+
 def _prepare(connection: Connection, what: Submission,
              progress: Callable[[str], None]) -> tuple[Any, str, str, str, dict[str, Any]]:
     client = _call(connection.client, connection, "connect")
@@ -214,14 +225,13 @@ def _prepare(connection: Connection, what: Submission,
         if not package.is_file():
             raise ConfigError(f"Pipeline package {package} does not exist; run `pipeserve compile` or drop --package.")
         arguments = typed_arguments(package, what.arguments)
-        digest = hashlib.sha256(package.read_bytes()).hexdigest()[:12]
         pipeline_id = _call(lambda: client.get_pipeline_id(what.pipeline_name), connection, "look up the pipeline")
         if pipeline_id is None:
             pipeline = _call(lambda: client.upload_pipeline(str(package), what.pipeline_name), connection,
                              "upload the pipeline")
             pipeline_id = pipeline.pipeline_id
             progress(f"uploaded pipeline {what.pipeline_name} ({pipeline_id})")
-        version_name = f"{what.pipeline_name}-{digest}"  # the same package is the same version
+        version_name = f"{what.pipeline_name}-{package_digest(package)}"  # the same pipeline, the same version
         version_id = _find_version(client, connection, pipeline_id, version_name)
         if version_id is None:
             version = _call(lambda: client.upload_pipeline_version(str(package), version_name,
