@@ -498,7 +498,7 @@ def _cron_range(expr: str, bounds: tuple[int, int, dict | None]) -> None:
 
 
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Store:

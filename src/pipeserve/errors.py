@@ -156,6 +156,12 @@ GRPC_ERRORS: dict[str, type[PipeserveError]] = {
 }
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """``text`` on one line (white space folded), cut at ``limit`` characters with an ellipsis."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def error_for_http_status(status: int) -> type[PipeserveError]:
     """The error class for an HTTP status a server answered with (other 4xx: UserError; 5xx: InferenceError)."""
     cls = HTTP_ERRORS.get(status)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeserve.catalog import CLASSIFICATION, REGRESSION
 from pipeserve.errors import ConfigError, NotFound, UserError
+from pipeserve.modelcard import ANNOTATION_PREFIX
 
 if TYPE_CHECKING:
     from pipeserve.kube.client import Cluster
@@ -44,9 +45,6 @@ TASK_METRICS = {CLASSIFICATION: ("accuracy", "f1_macro", "log_loss", "roc_auc"),
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 # kube.builder.lineage_annotations rounds the pipeserve.dev/metrics values to this many decimals.
 ANNOTATION_DECIMALS = 4
-# kube.builder.ANNOTATION_PREFIX (a test holds them equal); spelled here so that gating a model, in
-# a pipeline step too, does not import the manifest builders.
-ANNOTATION_PREFIX = "pipeserve.dev/"
 _CHAMPION = "champion"  # pipeserve.registry.CHAMPION
 _EXAMPLE = "e.g. 'f1_macro>=champion; log_loss<=champion+0.02; accuracy>=0.9'"
 _CLAUSE = re.compile(r"(?P<metric>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>>=|<=|==|=|>|<)\s*(?P<rhs>.*)")

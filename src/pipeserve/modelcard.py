@@ -32,6 +32,9 @@ TRITON_CONFIG_FILE = "config.pbtxt"
 # Keys of ModelCard.lineage that the manifest builder turns into annotations.
 LINEAGE_RUN_ID = "pipeline_run_id"
 LINEAGE_REVISION = "source_revision"
+# The prefix of the annotations that carry a card's lineage on an InferenceService (kube.builder writes
+# them; the gate, the rollout and the read-back read them).
+ANNOTATION_PREFIX = "pipeserve.dev/"
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,16 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def files_digest(files: dict[str, str]) -> str:
+    """One sha256 over a card's ``{relative path: sha256}`` (sorted ``path sha`` lines).
+
+    The InferenceService's ``pipeserve.dev/model-files-sha256`` annotation and the registry's
+    files tag, so either tells whether two versions hold the same files.
+    """
+    lines = "".join(f"{path} {digest}\n" for path, digest in sorted(files.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def hash_files(model_dir: Path) -> dict[str, str]:

@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipeserve.errors import ClusterError, ConfigError, ConflictError, PipeserveError
+from pipeserve.errors import ClusterError, ConfigError, ConflictError, PipeserveError, one_line
 from pipeserve.kube import kserve
 from pipeserve.kube.readback import Served, read_served
 from pipeserve.rollout_plan import UNREAD as _UNREAD
@@ -227,7 +227,7 @@ def _roll(registry: MlflowRegistry, cluster: Cluster, plan: _Plan, options: Roll
     rendered = plan.rendered
     return _run(registry, cluster, plan, options, action, champion, progress, lambda: deploy(
         cluster, rendered, wait=options.wait, timeout_s=options.timeout_s, force_conflicts=options.force_conflicts,
-        smoke=options.smoke, smoke_url=options.smoke_url, progress=progress, rollout=True), move_alias, stable)
+        smoke=options.smoke, smoke_url=options.smoke_url, progress=progress), move_alias, stable)
 
 
 def _abort_canary(registry: MlflowRegistry, cluster: Cluster, name: str, live: dict[str, Any], served: Served,
@@ -271,7 +271,7 @@ def _run(registry: MlflowRegistry, cluster: Cluster, plan: _Plan, options: Rollo
         if phase == "apply" and not _applied(cluster, plan):
             raise  # refused before anything changed: the refusal's own error and exit code
         restored, note, restore_seconds = _put_back(cluster, plan, options, progress, wait=options.wait)
-        failure = _one_line(str(exc) if isinstance(exc, PipeserveError) else f"{type(exc).__name__}: {exc}")
+        failure = one_line(str(exc) if isinstance(exc, PipeserveError) else f"{type(exc).__name__}: {exc}", 1500)
         where = f"{plan.namespace}/{plan.isvc_name}"
         what = {"rollback": f"rollback of {where} to {plan.name}/{plan.version}",
                 "abort-canary": f"aborting the canary of {plan.name}/{plan.version} in {where}"}.get(
@@ -319,7 +319,6 @@ def _put_back(cluster: Cluster, plan: _Plan, options: RolloutOptions, progress: 
     """Restore the InferenceService read before the rollout; return (restored, a sentence, seconds)."""
     where = f"{plan.namespace}/{plan.isvc_name}"
     version = f"version {plan.previous}" if plan.previous else "its previous spec"
-    started = time.monotonic()
     try:
         if plan.live is None:
             progress(f"rollback: deleting InferenceService {where} (nothing was served before)")
@@ -335,7 +334,7 @@ def _put_back(cluster: Cluster, plan: _Plan, options: RolloutOptions, progress: 
     except PipeserveError as exc:
         again = (f"`pipeserve models promote {plan.name} {plan.previous} --namespace {plan.namespace}`"
                  if plan.previous else "re-apply your InferenceService")
-        return False, f"putting {where} back to {version} failed too ({_one_line(str(exc))}); fix that, then {again}", \
+        return False, f"putting {where} back to {version} failed too ({one_line(exc, 1500)}); fix that, then {again}", \
             None
     seconds = time.monotonic() - started
     return True, f"rolled {where} back to {version} (Ready {seconds:.1f} s after re-applying it)", seconds
@@ -360,7 +359,7 @@ def _record(registry: MlflowRegistry, plan: _Plan, action: str, outcome: str, op
 def _traffic(cluster: Cluster, plan: _Plan) -> list[dict[str, Any]]:
     """The Knative Service's traffic block as KServe wrote it (with Knative's resolved names when reported)."""
     try:
-        ksvc = cluster.get("serving.knative.dev/v1", "Service", f"{plan.isvc_name}-predictor", plan.namespace)
+        ksvc = cluster.get(*kserve.KNATIVE_SERVICE, f"{plan.isvc_name}-predictor", plan.namespace)
     except PipeserveError:
         return []
     if ksvc is None:
@@ -379,8 +378,3 @@ def _mode_of(plan: _Plan) -> str:
     if plan.rendered is not None:
         return plan.rendered.spec.mode
     return plan.served.mode if plan.served else kserve.STANDARD
-
-
-def _one_line(text: str, limit: int = 1500) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

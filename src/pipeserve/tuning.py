@@ -21,20 +21,20 @@ from typing import TYPE_CHECKING, Any
 
 from pipeserve.catalog import CLASSIFICATION, REGRESSION
 from pipeserve.errors import ConfigError
+from pipeserve.gate import LOWER_IS_BETTER, PRIMARY_METRIC
 
 if TYPE_CHECKING:
     import numpy as np
 
 MAX_GRID_CANDIDATES = 100
 DEFAULT_CV_FOLDS = 5
-# What cross-validation ranks candidates by: the gate's primary metric (gate.PRIMARY_METRIC), so the
-# search optimises what the gate later judges. task -> (metric, scikit-learn scorer, sign to turn
-# the scorer's value into the metric; scikit-learn negates losses).
+# What cross-validation ranks candidates by: the gate's primary metric, so the search optimises
+# what the gate later judges. task -> (metric, scikit-learn scorer, sign to turn the scorer's value
+# into the metric; scikit-learn negates losses).
 CV_METRIC: dict[str, tuple[str, str, float]] = {
-    CLASSIFICATION: ("f1_macro", "f1_macro", 1.0),
-    REGRESSION: ("rmse", "neg_root_mean_squared_error", -1.0),
+    CLASSIFICATION: (PRIMARY_METRIC[CLASSIFICATION], "f1_macro", 1.0),
+    REGRESSION: (PRIMARY_METRIC[REGRESSION], "neg_root_mean_squared_error", -1.0),
 }
-LOWER_IS_BETTER = frozenset({"rmse"})
 
 
 def parse_grid(pairs: Iterable[str]) -> dict[str, list[Any]]:

@@ -17,7 +17,7 @@ from pipeserve.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
     from pipeserve.kube import DeploymentSpec
-    from pipeserve.kube.render import Rendered
+    from pipeserve.kube.render import Rendered, S3Credentials
 
 _EPILOG = """\
 examples:
@@ -156,9 +156,7 @@ def render(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
         args: Parsed arguments.
         environ: Where the S3 keys are read from (default: ``os.environ``, read here, not at import).
     """
-    import os
-
-    from pipeserve.kube.render import S3Credentials, render_documents, select_model
+    from pipeserve.kube.render import render_documents, select_model
     from pipeserve.registry import is_model_ref, resolve_temporary
 
     storage_uri = args.storage_uri
@@ -174,15 +172,23 @@ def render(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
         if not storage_uri:
             raise ConfigError("--storage-uri is required for a model folder: where the cluster fetches it from, "
                               "e.g. s3://models/iris/ after uploading the repository there.")
-    spec = spec_from_args(args)
-    s3 = None
+    return render_documents(card, storage_uri, spec_from_args(args), s3_from_args(args, environ))
+
+
+def s3_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> S3Credentials | None:
+    """The S3 credentials Secret the --s3-* flags ask for (keys from AWS_* in ``environ``), or None."""
+    import os
+
+    from pipeserve.kube.render import S3Credentials
+
     if args.s3_credentials:
         env = os.environ if environ is None else environ
-        s3 = S3Credentials(args.s3_credentials, env.get("AWS_ACCESS_KEY_ID", ""), env.get("AWS_SECRET_ACCESS_KEY", ""),
-                           endpoint=args.s3_endpoint, region=args.s3_region, use_https=not args.s3_no_https)
-    elif args.s3_endpoint or args.s3_region or args.s3_no_https:
+        return S3Credentials(args.s3_credentials, env.get("AWS_ACCESS_KEY_ID", ""),
+                             env.get("AWS_SECRET_ACCESS_KEY", ""), endpoint=args.s3_endpoint, region=args.s3_region,
+                             use_https=not args.s3_no_https)
+    if args.s3_endpoint or args.s3_region or args.s3_no_https:
         raise ConfigError("--s3-endpoint/--s3-region/--s3-no-https need --s3-credentials NAME.")
-    return render_documents(card, storage_uri, spec, s3)
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -163,11 +163,11 @@ def _add_cluster_arguments(p: argparse.ArgumentParser, canary: bool) -> None:
 def _rollout_options(args: argparse.Namespace) -> Any:
     """The RolloutOptions the arguments describe, or None without --namespace (the alias only)."""
     import dataclasses
-    import os
 
-    from pipeserve.kube.render import S3Credentials
+    from pipeserve.cli.manifest import s3_from_args
     from pipeserve.kube.spec import DeploymentSpec
     from pipeserve.rollout import RolloutOptions
+    from pipeserve.smoke import smoke_infer
 
     fields = [f.name for f in dataclasses.fields(DeploymentSpec) if not f.name.startswith("_")]
     dests = {"node_selector": "node_selector", "tolerations": "toleration"}
@@ -183,25 +183,12 @@ def _rollout_options(args: argparse.Namespace) -> Any:
             raise ConfigError(f"{', '.join(given)} act on the served InferenceService: add --namespace NS "
                               f"(without it, {args.verb} only moves the alias).")
         return None
-    s3 = None
-    if args.s3_credentials:
-        s3 = S3Credentials(args.s3_credentials, os.environ.get("AWS_ACCESS_KEY_ID", ""),
-                           os.environ.get("AWS_SECRET_ACCESS_KEY", ""), endpoint=args.s3_endpoint,
-                           region=args.s3_region, use_https=not args.s3_no_https)
-    elif args.s3_endpoint or args.s3_region or args.s3_no_https:
-        raise ConfigError("--s3-endpoint/--s3-region/--s3-no-https need --s3-credentials NAME.")
     return RolloutOptions(
         namespace=args.namespace, name=args.isvc_name, spec_options=spec,
         canary_percent=getattr(args, "canary_traffic_percent", None), storage_uri=args.storage_uri,
         wait=args.wait is not False, timeout_s=600 if args.timeout is None else args.timeout,
-        smoke=None if args.smoke is False else _smoke, smoke_url=args.smoke_url,
-        force_conflicts=bool(args.force_conflicts), s3=s3)
-
-
-def _smoke(base_url: str, model: str, n_features: int) -> dict[str, Any]:
-    from pipeserve.smoke import smoke_infer
-
-    return smoke_infer(base_url, model, n_features)
+        smoke=None if args.smoke is False else smoke_infer, smoke_url=args.smoke_url,
+        force_conflicts=bool(args.force_conflicts), s3=s3_from_args(args))
 
 
 def _connect(args: argparse.Namespace) -> Any:
@@ -274,19 +261,14 @@ def _register(reg: MlflowRegistry, args: argparse.Namespace) -> None:
 
 def _promote(reg: MlflowRegistry, args: argparse.Namespace) -> None:
     from pipeserve import gate
-    from pipeserve.registry import CHAMPION, ModelRef
+    from pipeserve.registry import CHAMPION
 
     version = args.version.strip()
     if not version.isdigit():
         raise ConfigError(f"VERSION must be a version number, e.g. 3; got {args.version!r}.")
     expected = reg.aliases(args.name).get(CHAMPION) if args.expect is None else (
         None if args.expect.strip().lower() == "none" else args.expect.strip())
-    verdict = None
-    if args.gate is not None:
-        mv = reg.get(ModelRef(args.name, version=version))
-        champion = gate.champion_from_registry(reg, args.name)
-        verdict = gate.evaluate(mv.metrics, champion, args.gate, task=mv.task or "",
-                                challenger_label=f"{mv.name}/{mv.version}", data_fingerprint=mv.data_fingerprint)
+    verdict = None if args.gate is None else gate.gate_registered(reg, args.name, version, args.gate).verdict
     options = _rollout_options(args)
     if options is not None and (verdict is None or verdict.passed):
         return _promote_on_cluster(reg, args, version, expected, verdict, options)

@@ -34,9 +34,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeserve.submission import check_cron, schedule
+    from pipeserve.submission import schedule
 
-    check_cron(args.cron)  # before compiling or contacting anything
     connection, what = connection_and_submission(args)
     submitted = schedule(connection, what, args.cron, max_concurrency=args.max_concurrency, catchup=args.catchup,
                          progress=lambda line: print(f"pipeserve schedule: {line}", file=sys.stderr, flush=True))

@@ -10,7 +10,6 @@ Nothing in this module touches a cluster; see :mod:`pipeserve.kube.client` for t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from collections.abc import Iterable, Mapping
@@ -19,9 +18,15 @@ from typing import Any
 from pipeserve import runtimes
 from pipeserve.kube import kserve
 from pipeserve.kube.spec import DeploymentConfigError, DeploymentSpec, check_name
-from pipeserve.modelcard import LINEAGE_REVISION, LINEAGE_RUN_ID, ONNX_FILE, ModelCard
+from pipeserve.modelcard import (  # noqa: F401  (files_digest re-exported: pipeserve.kube)
+    ANNOTATION_PREFIX,
+    LINEAGE_REVISION,
+    LINEAGE_RUN_ID,
+    ONNX_FILE,
+    ModelCard,
+    files_digest,
+)
 
-ANNOTATION_PREFIX = "pipeserve.dev/"
 ROLLOUT_ANNOTATION = ANNOTATION_PREFIX + "model-files-sha256"
 PART_OF = "pipeserve"
 # Files the stock sklearnserver runtime can load (it joblib.load()s exactly one of them).
@@ -194,7 +199,7 @@ def lineage_annotations(card: ModelCard, spec: DeploymentSpec, artifact: str | N
         ANNOTATION_PREFIX + "model-version": str(card.version),
         ANNOTATION_PREFIX + "model-task": card.task,
         # One digest over every file of the model folder, so any change shows.
-        ANNOTATION_PREFIX + "model-files-sha256": files_digest(card.files),
+        ROLLOUT_ANNOTATION: files_digest(card.files),
     }
     if artifact and artifact in card.files:
         out[ANNOTATION_PREFIX + "artifact"] = artifact
@@ -211,12 +216,6 @@ def lineage_annotations(card: ModelCard, spec: DeploymentSpec, artifact: str | N
     if revision:
         out[ANNOTATION_PREFIX + "source-revision"] = str(revision)
     return out
-
-
-def files_digest(files: Mapping[str, str]) -> str:
-    """Return one sha256 over a ``{relative path: sha256}`` mapping (sorted ``path sha`` lines)."""
-    lines = "".join(f"{path} {digest}\n" for path, digest in sorted(files.items()))
-    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def build_s3_credentials(

@@ -14,15 +14,13 @@ from typing import Any
 
 from pipeserve.errors import ClusterError, UserError
 from pipeserve.kube import kserve
-from pipeserve.kube.rollout_status import (  # noqa: F401  (Readiness and template_difference re-exported)
+from pipeserve.kube.rollout_status import (  # noqa: F401  (Readiness re-exported)
     DEADLINE_EXCEEDED,
-    KNATIVE_SERVICE,
     Readiness,
     deployment_pending,
     knative_pending,
     mode_of,
     readiness,
-    template_difference,
 )
 
 FIELD_MANAGER = "pipeserve"
@@ -230,7 +228,7 @@ class Cluster:
             state = readiness(obj)
             pending = None
             if not blind:
-                kind = KNATIVE_SERVICE if knative else ("apps/v1", "Deployment")
+                kind = kserve.KNATIVE_SERVICE if knative else ("apps/v1", "Deployment")
                 try:
                     workload = self.get(*kind, f"{name}-predictor", namespace)
                 except ClusterError as exc:  # e.g. a pipeline identity that may not read Deployments

@@ -58,23 +58,21 @@ def deploy(
     smoke: Callable[[str, str, int], dict[str, Any]] | None = None,
     smoke_url: str | None = None,
     progress: Callable[[str], None] = lambda _: None,
-    rollout: bool = True,
 ) -> Deployed:
     """Preflight, apply, wait until Ready and (optionally) send one v2 inference.
 
     Args:
         cluster: A connected cluster.
         rendered: The documents from :func:`pipeserve.kube.render.render_documents`.
-        wait: Wait until the InferenceService is Ready (else return right after the apply).
+        wait: Wait until the controller has rolled out *this* spec and the InferenceService is
+            Ready (:meth:`~pipeserve.kube.client.Cluster.wait_rolled_out`; not only Ready: in
+            Standard mode KServe keeps Ready=True from the old pods while a new version's pods are
+            Pending), else return right after the apply.
         timeout_s: How long to wait.
         force_conflicts: Take over fields another field manager owns.
         smoke: ``(base_url, model, n_features) -> outputs``; None skips the smoke inference.
         smoke_url: Base URL for the smoke inference instead of ``status.url``.
         progress: Called with one line per step.
-        rollout: Wait until the controller has rolled out *this* spec (the default;
-            :meth:`~pipeserve.kube.client.Cluster.wait_rolled_out`), not only until the
-            InferenceService says Ready: in Standard mode KServe keeps Ready=True from the old pods
-            while a new version's pods are Pending. False waits for the Ready condition alone.
 
     Raises:
         ClusterError: a preflight check failed, the cluster refused, or it was not Ready in time.
@@ -98,10 +96,7 @@ def deploy(
              f"{'' if changed else ', unchanged: the same model and options are already applied'})")
     if not wait:
         return Deployed(name, namespace, applied, generation, changed, None, None, None, checks, applied_at)
-    if rollout:
-        readiness = cluster.wait_rolled_out(objects[-1], timeout_s=timeout_s, progress=progress)
-    else:
-        readiness = cluster.wait_ready(name, namespace, timeout_s=timeout_s, progress=progress)
+    readiness = cluster.wait_rolled_out(objects[-1], timeout_s=timeout_s, progress=progress)
     path = isvc["metadata"]["annotations"][V2_PATH_ANNOTATION]
     url = f"{readiness.url}{path}/infer" if readiness.url else None
     outputs = None

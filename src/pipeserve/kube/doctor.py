@@ -21,7 +21,6 @@ from pipeserve.kube.spec import DeploymentSpec
 from pipeserve.modelcard import ModelCard
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
-KNATIVE_SERVICE = ("serving.knative.dev/v1", "Service")
 KEDA_SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
 RUNTIME_KINDS = (
     ("serving.kserve.io/v1alpha1", "ServingRuntime"),
@@ -171,7 +170,7 @@ def runtime_class(cluster: Cluster, plan: Preflight) -> Check:
 
 def mode_installed(cluster: Cluster, plan: Preflight) -> Check:
     spec, name = plan.spec.resolved(), "deployment mode"
-    if spec.mode == kserve.KNATIVE and not cluster.knows(*KNATIVE_SERVICE):
+    if spec.mode == kserve.KNATIVE and not cluster.knows(*kserve.KNATIVE_SERVICE):
         return Check(name, FAILED,
                      "Knative mode, but Knative Serving is not installed (no serving.knative.dev Service)",
                      "use --mode Standard, or install Knative Serving.")

@@ -16,10 +16,6 @@ import re
 
 from pipeserve.errors import ConfigError
 from pipeserve.names import (  # noqa: F401  (re-exported: KServe's name rules)
-    DNS1035_LABEL,
-    DNS1123_LABEL,
-    DNS1123_SUBDOMAIN,
-    MAX_NAME_LENGTH,
     is_dns1123_label,
     is_dns1123_subdomain,
     name_problem,
@@ -40,6 +36,8 @@ MODES = (STANDARD, KNATIVE)
 SERVER_MODES = (*MODES, "ModelMesh")
 # Renamed in KServe 0.16 (PR #4608); the webhook still rewrites the old values.
 LEGACY_MODES = {"RawDeployment": STANDARD, "Serverless": KNATIVE}
+# What KServe creates for each component in Knative mode (Standard mode: an apps/v1 Deployment).
+KNATIVE_SERVICE = ("serving.knative.dev/v1", "Service")
 
 # The serving.kserve.io/autoscalerClass values the webhook accepts (kpa is implicit in Knative mode).
 AUTOSCALER_CLASSES = ("hpa", "keda", "external", "none")

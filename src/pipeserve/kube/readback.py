@@ -14,8 +14,9 @@ from typing import Any
 
 from pipeserve import runtimes
 from pipeserve.kube import kserve
+from pipeserve.kube.rollout_status import mode_of
+from pipeserve.modelcard import ANNOTATION_PREFIX
 
-ANNOTATION_PREFIX = "pipeserve.dev/"
 # Options that follow from the target: the served values are dropped when the target changes.
 TARGET_OPTIONS = ("gpus", "gpu_resource", "node_selector", "tolerations", "cpu_request", "cpu_limit",
                   "memory_request", "memory_limit", "runtime_version")
@@ -69,8 +70,7 @@ def read_served(isvc: Mapping[str, Any]) -> Served:
     status = isvc.get("status") or {}
     predictor = (isvc.get("spec") or {}).get("predictor") or {}
     model = predictor.get("model") or {}
-    mode = annotations.get(kserve.ANNOTATION_MODE) or status.get("deploymentMode") or kserve.STANDARD
-    mode = kserve.LEGACY_MODES.get(mode, mode)
+    mode = mode_of(isvc) or kserve.STANDARD
     resources = model.get("resources") or {}
     limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
     gpu_resource = next((k for k in sorted(limits) if kserve.is_gpu_resource(k)), None)

@@ -99,7 +99,7 @@ def offline_checks(enabled: bool) -> Iterator[None]:
 
 
 def render_documents(card: ModelCard, storage_uri: str, spec: DeploymentSpec,
-                     s3: S3Credentials | None = None, *, validate: bool | None = None) -> Rendered:
+                     s3: S3Credentials | None = None) -> Rendered:
     """Build and strictly validate the documents that serve ``card``'s model from ``storage_uri``.
 
     Args:
@@ -107,9 +107,9 @@ def render_documents(card: ModelCard, storage_uri: str, spec: DeploymentSpec,
         storage_uri: Where KServe fetches the model.
         spec: How to serve it.
         s3: Also render this S3 credentials Secret + ServiceAccount (the predictor runs as it).
-        validate: Check the documents offline (:mod:`pipeserve.kube.schema`: the vendored CRD
-            schema, strict, and the admission rules). False only where they are then applied with
-            server-side strict validation. None (default): True, unless inside ``offline_checks(False)``.
+
+    The documents are checked offline (:mod:`pipeserve.kube.schema`: the vendored CRD schema,
+    strict, and the admission rules) unless rendered inside ``offline_checks(False)``.
 
     Raises:
         ConfigError: a refused spec, runtime or storage URI, or ``s3`` disagreeing with the spec's
@@ -130,7 +130,7 @@ def render_documents(card: ModelCard, storage_uri: str, spec: DeploymentSpec,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         docs.append(build_inference_service(card, storage_uri, spec))
-    if _OFFLINE_CHECKS.get() if validate is None else validate:
+    if _OFFLINE_CHECKS.get():
         from pipeserve.kube.schema import validate_all
 
         errors = validate_all(docs, require_builtin_check=False)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeserve.kube import kserve
+from pipeserve.modelcard import ANNOTATION_PREFIX
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,10 @@ def readiness(obj: Mapping[str, Any]) -> Readiness:
     )
 
 
-KNATIVE_SERVICE = ("serving.knative.dev/v1", "Service")
 DEADLINE_EXCEEDED = "the Deployment exceeded its progress deadline"
 # Written by KServe on the predictor's pod template: the storage URI its storage initializer fetches.
 _SOURCE_URI = "internal.serving.kserve.io/storage-initializer-sourceuri"
-_VERSION_ANNOTATION = "pipeserve.dev/model-version"
+_VERSION_ANNOTATION = ANNOTATION_PREFIX + "model-version"
 
 
 def mode_of(isvc: Mapping[str, Any]) -> str:
@@ -60,7 +60,7 @@ def template_difference(isvc: Mapping[str, Any], template: Mapping[str, Any]) ->
     meta = isvc.get("metadata") or {}
     predictor = (isvc.get("spec") or {}).get("predictor") or {}
     model = predictor.get("model") or {}
-    want = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("pipeserve.dev/")}
+    want = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(ANNOTATION_PREFIX)}
     want.update(predictor.get("annotations") or {})
     got = (template.get("metadata") or {}).get("annotations") or {}
     stale = sorted((k for k, v in want.items() if got.get(k) != v), key=lambda k: (k != _VERSION_ANNOTATION, k))

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from pipeserve.errors import ConflictError, NotFound, PipeserveError, RegistryError, UserError
+from pipeserve.errors import ConflictError, NotFound, PipeserveError, RegistryError, UserError, one_line
 from pipeserve.registry.base import ModelVersion
 from pipeserve.registry.settings import RegistrySettings
 
@@ -53,11 +53,6 @@ def import_mlflow(settings: RegistrySettings) -> Any:
     import mlflow
 
     return mlflow
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def error_code(exc: BaseException) -> str | None:

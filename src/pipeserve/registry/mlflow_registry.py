@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeserve.errors import ConflictError, IntegrityError, NotFound, PipeserveError, UserError
-from pipeserve.modelcard import CARD_FILE, ModelCard, read_card, sha256_file, verify_files
+from pipeserve.modelcard import CARD_FILE, ModelCard, files_digest, read_card, sha256_file, verify_files
 from pipeserve.registry import _mlflow as mf
 from pipeserve.registry import history as hist
 from pipeserve.registry.base import (
@@ -38,7 +38,7 @@ from pipeserve.registry.base import (
 )
 from pipeserve.registry.locations import kserve_storage_uri
 from pipeserve.registry.settings import RegistrySettings
-from pipeserve.registry.stamping import files_digest, restamp, single_model_dir, verify_download
+from pipeserve.registry.stamping import restamp, single_model_dir, verify_download
 
 ARTIFACT_PATH = "model"
 LINEAGE_MLFLOW_RUN = "mlflow_run_id"

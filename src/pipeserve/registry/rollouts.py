@@ -20,7 +20,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipeserve.registry import _mlflow as mf
+from pipeserve.errors import one_line
 from pipeserve.registry import history as hist
 from pipeserve.registry.base import ModelRef
 
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 ROLLOUTS_TAG = "pipeserve.rollouts"
 LAST_PREFIX = "pipeserve.rollout."
 MAX_RECORDS = 100
-#: What a rollout did to the version it names.
-OUTCOMES = ("serving", "canary", "canary-aborted", "replaced", "failed")
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,7 @@ def record_rollout(registry: MlflowRegistry, name: str, version: str, record: Ro
     import dataclasses
 
     record = dataclasses.replace(record, at=record.at or hist.now(), actor=record.actor or registry.settings.actor,
-                                 reason=mf.one_line(record.reason, 1000))
+                                 reason=one_line(record.reason, 1000))
     registry.get(ModelRef(name, version=str(version)))  # NotFound, in pipeserve's words
     with registry._locked(name) as client:
         mv = client.get_model_version(name, str(version))

@@ -9,7 +9,6 @@ with :func:`pipeserve.modelcard.verify_files`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 import shutil
 from collections.abc import Mapping
@@ -93,15 +92,6 @@ def restamp(model_dir: Path, version: str, repository: Path, lineage: Mapping[st
     return stamped
 
 
-def files_digest(files: Mapping[str, str]) -> str:
-    """One sha256 over a card's ``{relative path: sha256}`` (sorted ``path sha`` lines).
-
-    The same digest as the InferenceService's ``pipeserve.dev/model-files-sha256`` annotation
-    (:func:`pipeserve.kube.builder.files_digest`; a test holds them equal), computed here so that
-    registering a model does not import the Kubernetes builders.
-    """
-    lines = "".join(f"{path} {digest}\n" for path, digest in sorted(files.items()))
-    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def _renamed(rel: str, old: str, new: str) -> str:
