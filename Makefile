@@ -25,11 +25,9 @@ ORT_COMPAT_PYTHON ?= python3.11
 # which clashes with the test tools' pins (tests/registry/mlflow-server.txt).
 MLFLOW_VENV := .tools/mlflow-venv
 MLFLOW_PYTHON ?= python3.11
-# KServe's storage initializer (kserve-storage 0.21.0) for the S3 tests, in its own venv: it pins
-# google-cloud-storage<3, which clashes with the project's constraints (cluster/kserve-storage.txt).
-# Defined here, before any rule names it: make expands prerequisites as it reads them.
-KSERVE_STORAGE_VENV := .tools/kserve-storage-venv
-KSERVE_STORAGE_PYTHON ?= python3.11
+# The local cluster's targets and variables (KSERVE_STORAGE_VENV among them), included before any
+# rule names them: make expands a rule's prerequisites as it reads the rule.
+include cluster/cluster.mk
 
 .PHONY: help run test test-fast lint compile serve bench tools lint-k8s vendor-crds check-pythons clean
 
@@ -74,8 +72,6 @@ check-pythons: $(TOOLS_BIN)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERS
 
 clean: ## Remove build outputs (keeps the virtualenv and tools).
 	rm -rf $(OUT) .pytest_cache local_outputs
-
-include cluster/cluster.mk
 
 # ---- internal: file targets that set things up ----
 

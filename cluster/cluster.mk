@@ -1,11 +1,14 @@
 # Local Kubernetes control plane + real KServe controller (pods simulated by kwok).
 # Included from the top-level Makefile (`include cluster/cluster.mk`); see docs/local-cluster.md.
-# Uses VENV, BIN, TOOLS_BIN and KSERVE_STORAGE_VENV and the rules for $(VENV)/.installed and $(TOOLS_BIN)/.installed
+# Uses VENV, BIN, TOOLS_BIN and MLFLOW_VENV and the rules for $(VENV)/.installed and $(TOOLS_BIN)/.installed
 # from the Makefile; the defaults below only matter if this file is used on its own.
 VENV ?= .venv
 BIN ?= $(VENV)/bin
 TOOLS_BIN ?= $(CURDIR)/.tools/bin
 CLUSTER_BIN ?= $(CURDIR)/.tools/cluster/bin
+MLFLOW_VENV ?= .tools/mlflow-venv
+# KServe's storage initializer (kserve-storage 0.21.0) for the S3 tests, in its own venv: it pins
+# google-cloud-storage<3, which clashes with the project's constraints (cluster/kserve-storage.txt).
 KSERVE_STORAGE_VENV ?= .tools/kserve-storage-venv
 KSERVE_STORAGE_PYTHON ?= python3.11
 

@@ -23,7 +23,8 @@ STATE_DIR = Path(os.environ.get("PIPESERVE_CLUSTER_DIR", ROOT / ".cluster")).res
 KUBECONFIG = STATE_DIR / "kubeconfig"
 BIN_DIR = Path(os.environ.get("PIPESERVE_CLUSTER_BIN", ROOT / ".tools" / "cluster" / "bin")).resolve()
 LOCALCLUSTER = ROOT / "cluster" / "localcluster.py"
-BINARIES = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kserve-manager"]
+BINARIES = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kserve-manager",
+            "versitygw"]  # cluster/localcluster.py BINARIES
 UP_TIMEOUT_S = 600
 
 

@@ -9,7 +9,7 @@ Then a real `pipeserve deploy` runs as that identity.
 from __future__ import annotations
 
 import pytest
-from clusterkit import new_namespace
+from clusterkit import own_namespace
 from helpers import run_cli
 from kube.render import helm_template, kustomize
 
@@ -50,33 +50,32 @@ def assert_exactly_the_deployer_rights(identity: Cluster, ns: str, other: str) -
 @pytest.mark.parametrize("source", ["manifests/rbac", "chart rbac.create=true"])
 def test_the_pipeline_runner_may_deploy_models_and_nothing_else(admin, kubectl, helm, kubeconfig_for, source,
                                                                 iris_repo, monkeypatch):
-    ns, other = new_namespace(admin, "rbac"), new_namespace(admin, "rbac-other")
-    if source == "manifests/rbac":
-        docs, account = kustomize(kubectl, "rbac"), "pipeserve-pipeline-runner"
-    else:
-        docs = [d for d in helm_template(helm, None, "--set", "rbac.create=true", "--set", "target=triton-cpu",
-                                         namespace=ns) if d["kind"] != "InferenceService"]
-        account = "iris-pipeline-runner"
-    admin.apply_objects(_in(ns, docs))
-    assert admin.get("v1", "ServiceAccount", account, ns) is not None
-    kubeconfig = kubeconfig_for(account, ns)
-    runner = Cluster(kubeconfig=str(kubeconfig)).connect()
-    assert_exactly_the_deployer_rights(runner, ns, other)
-    # And for real: `pipeserve deploy` as the runner (the GPU check is skipped: it may not list nodes).
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    result = run_cli("deploy", str(iris_repo), "--storage-uri", "s3://models/iris/", "--namespace", ns,
-                     "--target", "triton-cpu", "--no-smoke", "--timeout", "60")
-    assert result.code == 0, result.err
-    assert result.err.splitlines()[-1].endswith("rolled out, Ready")
-    assert "Ready condition only" not in result.err  # it sees the Deployment roll out, not only Ready
-    doctor = run_cli("doctor", "--namespace", ns, "--target", "triton-gpu")
-    assert "skipped GPU capacity: this identity may not list nodes" in doctor.out
-    admin.delete_inference_service("iris", ns)
+    with own_namespace(admin, "rbac") as ns, own_namespace(admin, "rbac-other") as other:
+        if source == "manifests/rbac":
+            docs, account = kustomize(kubectl, "rbac"), "pipeserve-pipeline-runner"
+        else:
+            docs = [d for d in helm_template(helm, None, "--set", "rbac.create=true", "--set", "target=triton-cpu",
+                                             namespace=ns) if d["kind"] != "InferenceService"]
+            account = "iris-pipeline-runner"
+        admin.apply_objects(_in(ns, docs))
+        assert admin.get("v1", "ServiceAccount", account, ns) is not None
+        kubeconfig = kubeconfig_for(account, ns)
+        runner = Cluster(kubeconfig=str(kubeconfig)).connect()
+        assert_exactly_the_deployer_rights(runner, ns, other)
+        # And for real: `pipeserve deploy` as the runner (the GPU check is skipped: it may not list nodes).
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        result = run_cli("deploy", str(iris_repo), "--storage-uri", "s3://models/iris/", "--namespace", ns,
+                         "--target", "triton-cpu", "--no-smoke", "--timeout", "60")
+        assert result.code == 0, result.err
+        assert result.err.splitlines()[-1].endswith("rolled out, Ready")
+        assert "Ready condition only" not in result.err  # it sees the Deployment roll out, not only Ready
+        doctor = run_cli("doctor", "--namespace", ns, "--target", "triton-gpu")
+        assert "skipped GPU capacity: this identity may not list nodes" in doctor.out
 
 
 def test_the_model_reader_has_no_rights_at_all(admin, kubectl, kubeconfig_for):
-    ns = new_namespace(admin, "reader")
-    admin.apply_objects(_in(ns, [d for d in kustomize(kubectl, "overlays/cpu") if d["kind"] == "ServiceAccount"]))
-    reader = Cluster(kubeconfig=str(kubeconfig_for("model-reader", ns))).connect()
-    for verb, resource, group in GRANTED + DENIED:
-        assert not reader.can_i(verb, resource, group, ns), f"model-reader should not {verb} {resource}"
+    with own_namespace(admin, "reader") as ns:
+        admin.apply_objects(_in(ns, [d for d in kustomize(kubectl, "overlays/cpu") if d["kind"] == "ServiceAccount"]))
+        reader = Cluster(kubeconfig=str(kubeconfig_for("model-reader", ns))).connect()
+        for verb, resource, group in GRANTED + DENIED:
+            assert not reader.can_i(verb, resource, group, ns), f"model-reader should not {verb} {resource}"

@@ -38,6 +38,14 @@ SOURCE_URI = "internal.serving.kserve.io/storage-initializer-sourceuri"
 TIMINGS: dict[str, list[float]] = {}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _report_timings() -> Iterator[None]:
+    """After the module's tests, print what the rollouts measured (pytest -s shows it)."""
+    yield
+    for what, values in TIMINGS.items():
+        print(f"\n{what}: {', '.join(f'{v:.2f} s' for v in values)}")
+
+
 @pytest.fixture(scope="module")
 def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
     with pytest.MonkeyPatch.context() as mp:
@@ -539,9 +547,3 @@ def test_knative_without_a_rolled_out_revision(admin: Cluster, ns: str, model: s
     assert "not reconciled by Knative Serving yet" in line and "is Knative Serving's controller running?" in line
     assert f"putting {ns}/{model} back to version 1 failed too" in line
     assert registry.aliases(model)[CHAMPION] == "1"
-
-
-def test_report_timings() -> None:
-    """Not a check: prints what the rollouts above measured (pytest -s shows it)."""
-    for what, values in TIMINGS.items():
-        print(f"{what}: {', '.join(f'{v:.2f} s' for v in values)}")

@@ -172,15 +172,16 @@ def _serving_target(args: argparse.Namespace) -> str:
     return "triton-cpu" if args.cpu else (args.serving_target or "triton-gpu")
 
 
-def _registry_uri(args: argparse.Namespace) -> tuple[str, str]:
-    """The registry's URI as the steps get it (absolute), and as the summary shows it; checked reachable."""
+def _registry_uri(args: argparse.Namespace) -> tuple[str, str, str]:
+    """The registry's URI as the steps get it (absolute), as the summary shows it, and its artifacts
+    destination (the flag, else the environment's); checked reachable."""
     if args.registry is None:
-        return "", ""
+        return "", "", ""
     from pipeserve.registry import open_registry
 
     registry = open_registry(args.registry or None, artifacts_destination=args.artifacts_destination)
     registry.check()
-    return registry.settings.uri, registry.settings.display_uri
+    return registry.settings.uri, registry.settings.display_uri, registry.settings.artifacts_destination or ""
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -188,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
     from pipeserve.localrun import RunOptions, run_pipeline
 
     task, name = _validate(args)
-    registry, shown = _registry_uri(args)
+    registry, shown, artifacts = _registry_uri(args)
     output = args.output.resolve()
     grid = tuning.parse_grid(args.grid) if args.grid else {}
     placement = _training_placement(args)
@@ -201,7 +202,7 @@ def _run(args: argparse.Namespace) -> int:
         "param_grid_json": json.dumps(grid) if grid else "",
         "cv_folds": args.cv_folds,
         "registry": registry,
-        "registry_artifacts": args.artifacts_destination or _env_artifacts() if registry else "",
+        "registry_artifacts": artifacts,
         "gate_rule": args.gate_rule,
         "serving_name": args.serving_name,
         "serving_namespace": args.serving_namespace,
@@ -236,27 +237,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _env_artifacts() -> str:
-    import os
-
-    from pipeserve.registry import ENV_ARTIFACTS_DESTINATION
-
-    return os.environ.get(ENV_ARTIFACTS_DESTINATION, "")
-
-
 def _test_rows(result):  # type: ignore[no-untyped-def]
-    """(X float32, y) of the run's test split.
+    """(X float32, y) of the run's test split."""
+    from pipeserve.data import read_split_frame
 
-    Read by pyarrow from the path itself: pandas.read_parquet hands pyarrow a Python file object,
-    and when pyarrow's scanner thread releases it during interpreter shutdown the process aborts
-    ("terminate called without an active exception", exit 134; seen in about 1 exit in 15).
-    """
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    frame = pq.read_table(str(result.test_data)).to_pandas()
-    target = result.card.data["target"]
-    return frame.drop(columns=[target]).to_numpy(dtype=np.float32), frame[target].to_numpy()
+    X, y, _ = read_split_frame(result.test_data, result.card.data["target"])
+    return X, y
 
 
 def _example_row(result) -> str:  # type: ignore[no-untyped-def]
