@@ -287,13 +287,13 @@ def _summary(result, arguments: dict, cwd: Path, registry: str = "") -> None:  #
     lines = [f"Model {card.name} v{card.version}: {card.estimator['name']} ({card.task}), in {result.seconds:.1f} s",
              f"  steps              {steps}"]
     if result.search is not None:
-        from pipeserve.tuning import select_best
+        from pipeserve.tuning import candidate_label, select_best
 
         best = select_best(result.search.scores)
         report = f"; {_rel(result.search.report, cwd)}" if result.search.report else ""
         lines.append(f"  grid search        {len(result.search.scores)} candidates, {len(best.folds)}-fold CV "
                      f"{best.metric} on the training split: "
-                     f"{_params(result.search.chosen, json.loads(arguments['param_grid_json']))} chosen "
+                     f"{candidate_label(result.search.chosen, json.loads(arguments['param_grid_json']))} chosen "
                      f"({best.mean:.3f} ± {best.std:.3f}){report}")
     lines += [f"  metrics            {metrics}",
               f"  model repository   {_rel(result.model_dir, cwd)}/  (ONNX for Triton, skops, model-card.json; "
@@ -342,6 +342,3 @@ def _step_name(task: str) -> str:
     return re.sub(r"-\d+$", "", task)
 
 
-def _params(params: dict, grid: dict) -> str:
-    """The searched hyperparameters of a candidate: ``C=1 max_iter=100``."""
-    return " ".join(f"{k}={params[k]}" for k in grid if k in params)
