@@ -36,7 +36,9 @@ def package(tmp_path_factory):
 
 def test_submit_creates_a_run_that_kfp_client_lists(client, kfp_endpoint, package):
     experiment = f"exp-{uuid.uuid4().hex[:6]}"
-    result = run_cli("submit", "--host", kfp_endpoint, "--package", str(package), "--experiment", experiment,
+    # A pipeline of its own: the same package under the same name is the same version (the cluster may be reused).
+    own = ("--pipeline-name", f"p-{uuid.uuid4().hex[:6]}", "--experiment", experiment)
+    result = run_cli("submit", "--host", kfp_endpoint, "--package", str(package), *own,
                      "-a", "source=wine", "-a", "model_name=wine", "-a", "test_size=0.25", "--output", "json")
     assert result.code == 0, result.err
     submitted = json.loads(result.out)
@@ -48,19 +50,23 @@ def test_submit_creates_a_run_that_kfp_client_lists(client, kfp_endpoint, packag
     exp = client.get_experiment(experiment_name=experiment)
     assert [r.run_id for r in client.list_runs(experiment_id=exp.experiment_id).runs] == [submitted["id"]]
     # The same package again: the same pipeline version, a second run.
-    again = json.loads(run_cli("submit", "--host", kfp_endpoint, "--package", str(package), "--experiment",
-                               experiment, "--output", "json").out)
+    again = json.loads(run_cli("submit", "--host", kfp_endpoint, "--package", str(package), *own,
+                               "--output", "json").out)
     assert again["version_id"] == submitted["version_id"] and again["id"] != submitted["id"]
     assert "is already uploaded" not in result.err and "is already uploaded" in run_cli(
-        "submit", "--host", kfp_endpoint, "--package", str(package), "--experiment", experiment).err
+        "submit", "--host", kfp_endpoint, "--package", str(package), *own).err
 
 
 def test_submit_compiles_when_no_package_is_given_and_prints_the_link(kfp_endpoint):
-    result = run_cli("submit", "--host", kfp_endpoint, "--pipeline-name", f"p-{uuid.uuid4().hex[:6]}")
+    name = f"p-{uuid.uuid4().hex[:6]}"
+    result = run_cli("submit", "--host", kfp_endpoint, "--pipeline-name", name)
     assert result.code == 0, result.err
     assert "compiled the pipeline" in result.err and "uploaded pipeline" in result.err
     kind_and_id, link = result.out.splitlines()
     assert kind_and_id.startswith("run ") and link.startswith(f"{kfp_endpoint}/#/runs/details/")
+    # Compiled again (KFP stamps a new time into it): still the same pipeline, so the same version.
+    again = run_cli("submit", "--host", kfp_endpoint, "--pipeline-name", name)
+    assert again.code == 0 and "is already uploaded" in again.err, again.err
 
 
 def test_submit_wait_reports_a_run_that_never_finishes(kfp_endpoint, package):
